@@ -1,0 +1,372 @@
+"""The configurable client for Amplitude's User Profile API."""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from traitlets import Enum, Float, Int, Unicode, default, observe
+from traitlets.config import Configurable
+
+from . import _exceptions as exc
+from ._batch import BatchResult, Outcome
+from ._models import Profile, profile_from_responses
+from ._pacing import Cancelled, Pacer, kernel_pacer, sleep
+from ._query import ProfileQuery
+from ._secret import SecretTrait
+
+if TYPE_CHECKING:
+    import httpx
+    import tenacity
+
+__all__ = ["DEFAULT_ENDPOINT", "ProfileClient"]
+
+log = logging.getLogger("amp_profile_magic")
+
+DEFAULT_ENDPOINT = "https://profile-api.amplitude.com"
+API_PATH = "/v1/userprofile"
+UNKNOWN_USER_TEXT = "User id and device id not seen before"
+THROTTLED_TEXT = "Number of requests per minute exceeds"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ProfileClient(Configurable):
+    """Look up user profiles in Amplitude's User Profile API.
+
+    Every request is paced (shared per kernel), retried with backoff on transient failures, and mapped to the
+    exception tree in :mod:`amp_profile_magic._exceptions`. Settings come from ``%config``, ``ipython_config.py``
+    (``c.ProfileClient.timeout = 5``) and the environment (``AMPLITUDE_SECRET_KEY``, ``AMPLITUDE_PROFILE_URL``)::
+
+        In [1]: from amp_profile_magic import ProfileClient
+        In [2]: client = ProfileClient()
+        In [3]: client.lookup(user_id="12345", rec_ids=["testRecId"], props=True)
+    """
+
+    endpoint = Unicode(
+        help="Base URL of the User Profile API; the client calls <endpoint>/v1/userprofile. "
+        "Defaults to $AMPLITUDE_PROFILE_URL, else https://profile-api.amplitude.com. "
+        "Plain http:// is refused unless the host is loopback (the emulator)."
+    ).tag(config=True)
+
+    api_key = SecretTrait(
+        env="AMPLITUDE_SECRET_KEY",
+        help="The project's secret key (not its API key). Defaults to $AMPLITUDE_SECRET_KEY. Never displayed.",
+    ).tag(config=True)
+
+    timeout = Float(10.0, min=0.001, help="Seconds to wait for each HTTP request before it counts as timed out.").tag(
+        config=True
+    )
+
+    max_retries = Int(
+        3,
+        min=0,
+        help="Retries after the first attempt for 5xx, throttling, timeouts and connection failures "
+        "(2 means at most 3 requests). Other failures are never retried.",
+    ).tag(config=True)
+
+    backoff_initial = Float(
+        0.5,
+        min=0.0,
+        help="Upper bound, in seconds, of the first retry's random (full-jitter) backoff; doubles per retry.",
+    ).tag(config=True)
+
+    backoff_max = Float(30.0, min=0.0, help="Longest backoff between two attempts, in seconds.").tag(config=True)
+
+    max_retry_after = Float(
+        120.0, min=0.0, help="Longest Retry-After the client honours, in seconds; a longer one fails the request."
+    ).tag(config=True)
+
+    requests_per_minute = Float(
+        600.0,
+        min=0.001,
+        help="Most requests this kernel sends in any rolling minute, spread evenly. The API's limit (600) is per "
+        "organisation and shared by all its jobs: lower this when others use the API too.",
+    ).tag(config=True)
+
+    max_concurrency = Int(8, min=1, help="Most requests a batch keeps in flight at once.").tag(config=True)
+
+    region = Enum(
+        ["us", "eu"],
+        default_value="us",
+        help="The project's data region. The User Profile API is not available in the EU region.",
+    ).tag(config=True)
+
+    def __init__(self, *, transport: httpx.BaseTransport | None = None, pacer: Pacer | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._transport = transport
+        self._pacer = pacer or kernel_pacer()
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+
+    @default("endpoint")
+    def _default_endpoint(self) -> str:
+        return os.environ.get("AMPLITUDE_PROFILE_URL", DEFAULT_ENDPOINT)
+
+    @observe("endpoint", "timeout", "max_concurrency")
+    def _connection_settings_changed(self, change: Mapping[str, Any]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        key = "set" if self.api_key else "unset"
+        return f"<ProfileClient endpoint={self.endpoint!r} key={key}>"
+
+    # -- public API ---------------------------------------------------------------------------------------------
+
+    def lookup(self, query: ProfileQuery | None = None, /, **parameters: Any) -> Profile:
+        """Look up one user or device; ``parameters`` are :class:`ProfileQuery` fields when no query is given.
+
+        Raises a :class:`ProfileError` subclass on failure, after retrying the transient ones.
+        """
+        if query is None:
+            query = ProfileQuery(**parameters)
+        elif parameters:
+            raise TypeError("pass a ProfileQuery or keyword parameters, not both")
+        return self._lookup(query, cancel=None)
+
+    def lookup_many(
+        self,
+        queries: Iterable[ProfileQuery],
+        *,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> BatchResult:
+        """Look up many users concurrently (up to ``max_concurrency`` in flight, paced) and account for each.
+
+        Returns a :class:`BatchResult` with one outcome per query, in input order. Duplicate queries are sent
+        once. A failing user never stops the batch. On ``KeyboardInterrupt`` the finished outcomes are kept, the
+        rest are marked :class:`NotFetched`, and the client stays usable. ``on_outcome`` is called in the calling
+        thread as each unique query finishes (for progress bars).
+        """
+        ordered = list(queries)
+        unique = list(dict.fromkeys(ordered))
+        finished: dict[ProfileQuery, Outcome] = {}
+        cancel = threading.Event()
+        interrupted = False
+        if unique:
+            self._check_settings()
+            pool = ThreadPoolExecutor(
+                max_workers=min(self.max_concurrency, len(unique)), thread_name_prefix="amp-profile"
+            )
+            pending: set[Future[Outcome]] = {pool.submit(self._outcome, query, cancel) for query in unique}
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        outcome = future.result()
+                        finished[outcome.query] = outcome
+                        if on_outcome is not None:
+                            on_outcome(outcome)
+            except KeyboardInterrupt:
+                interrupted = True
+                cancel.set()
+                log.warning("Batch interrupted: %d of %d lookups finished.", len(finished), len(unique))
+            finally:
+                # In-flight requests finish in the background (bounded by the timeout); nothing waits for them.
+                pool.shutdown(wait=not interrupted, cancel_futures=True)
+        outcomes = tuple(
+            finished.get(query)
+            or Outcome(
+                query, error=exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
+            )
+            for query in ordered
+        )
+        return BatchResult(outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted)
+
+    def close(self) -> None:
+        """Close pooled connections; the next request opens new ones."""
+        with self._http_lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
+    # -- one lookup ---------------------------------------------------------------------------------------------
+
+    def _outcome(self, query: ProfileQuery, cancel: threading.Event) -> Outcome:
+        try:
+            return Outcome(query, profile=self._lookup(query, cancel))
+        except exc.ProfileError as error:
+            return Outcome(query, error=error)
+        except Cancelled:
+            return Outcome(
+                query, error=exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
+            )
+
+    def _lookup(self, query: ProfileQuery, cancel: threading.Event | None) -> Profile:
+        self._check_settings()
+        payloads = [self._request_with_retries(params, cancel) for params in query.requests]
+        return profile_from_responses(query, payloads)
+
+    def _check_settings(self) -> None:
+        if self.region == "eu":
+            raise exc.UnsupportedRegion("The User Profile API is not available in Amplitude's EU data region.")
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise exc.InsecureEndpoint(f"ProfileClient.endpoint {self.endpoint!r} is not an http(s) URL.")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise exc.InsecureEndpoint(f"Refusing to send the secret key over plain HTTP to {parts.hostname}.")
+        if not self.api_key:
+            raise exc.MissingKey("No secret key is configured.")
+
+    def _request_with_retries(self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None) -> Any:
+        import tenacity
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._backoff,
+            retry=tenacity.retry_if_exception(lambda error: isinstance(error, exc.ProfileError) and error.retryable),
+            sleep=lambda seconds: sleep(seconds, cancel),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                self._pacer.acquire(self.requests_per_minute, cancel)
+                return self._send(params)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _backoff(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, exc.Throttled) and error.retry_after is not None:
+            if error.retry_after > self.max_retry_after:
+                # Waiting longer than the user allows is no better than failing now, and failing says why.
+                raise error
+            return error.retry_after
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
+        import random
+
+        return random.uniform(0, ceiling)
+
+    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        seconds = state.next_action.sleep if state.next_action else 0.0
+        if isinstance(error, exc.Throttled):
+            # Throttling is organisation-wide: hold every request of this kernel, not just this one.
+            self._pacer.hold(seconds)
+        log.warning("Retrying in %.2fs after attempt %d: %s", seconds, state.attempt_number, error)
+
+    def _client(self) -> httpx.Client:
+        import httpx
+
+        with self._http_lock:
+            if self._http is None:
+                limit = max(self.max_concurrency, 1)
+                self._http = httpx.Client(
+                    base_url=self.endpoint.rstrip("/"),
+                    timeout=self.timeout,
+                    transport=self._transport,
+                    follow_redirects=False,
+                    limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                    headers={"User-Agent": "amp_profile_magic"},
+                )
+            return self._http
+
+    def _send(self, params: tuple[tuple[str, str], ...]) -> Any:
+        """Send one request and return its JSON body; the single place where httpx errors become ours."""
+        import httpx
+
+        http = self._client()
+        started = time.monotonic()
+        try:
+            response = http.get(API_PATH, params=params, headers={"Authorization": f"Api-Key {self.api_key.reveal()}"})
+        except httpx.TimeoutException as error:
+            raise exc.RequestTimeout(f"No answer from {self.endpoint} within {self.timeout:g}s.") from error
+        except httpx.TransportError as error:
+            raise exc.ConnectionFailed(
+                f"Could not reach {self.endpoint}: {type(error).__name__}: {error or 'connection dropped'}."
+            ) from error
+        log.debug("GET %s -> %d in %.3fs", response.url, response.status_code, time.monotonic() - started)
+        return _payload(response)
+
+
+def _payload(response: httpx.Response) -> Any:
+    status = response.status_code
+    text = response.text
+    where = f"HTTP {status} from the Profile API"
+    if UNKNOWN_USER_TEXT in text:
+        raise exc.UnknownUser(f"{where}: {UNKNOWN_USER_TEXT}.", status=status, api_message=UNKNOWN_USER_TEXT)
+    if status == 429 or THROTTLED_TEXT in text:
+        retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+        raise exc.Throttled(
+            f"{where}: {_snippet(_error_text(text)) or 'too many requests'}.",
+            status=status,
+            api_message=_error_text(text) or None,
+            retry_after=retry_after,
+        )
+    if status in REDIRECT_STATUSES:
+        location = response.headers.get("Location")
+        raise exc.PlainHttpRedirect(
+            f"{where}: redirected to {location or 'another URL'} (not followed, so the key is not resent).",
+            status=status,
+            location=location,
+        )
+    if status == 401:
+        if "Missing Api-Key" in text:
+            raise exc.MissingAuthHeader(f"{where}: {_snippet(text)}.", status=status, api_message=text.strip())
+        raise exc.InvalidKey(f"{where}: {_snippet(text) or 'unauthorised'}.", status=status, api_message=text.strip())
+    if status == 404:
+        raise exc.EndpointNotFound(f"{where}: nothing at {response.url.copy_with(query=None)}.", status=status)
+    if status >= 500:
+        raise exc.ServerUnavailable(
+            f"{where}: {_snippet(text) or 'server error'}.", status=status, api_message=text.strip() or None
+        )
+    if status != 200:
+        message = _error_text(text)
+        raise exc.UnexpectedResponse(
+            f"{where}: {_snippet(message) or 'no message'}.", status=status, api_message=message or None
+        )
+    try:
+        payload = response.json()
+    except ValueError as error:
+        raise exc.MalformedResponse(f"{where} is not JSON: {_snippet(text, 80)!r}.", status=status) from error
+    if isinstance(payload, dict) and "userData" not in payload and "error" in payload:
+        raise exc.UnexpectedResponse(f"{where}: {payload['error']}.", status=status, api_message=str(payload["error"]))
+    return payload
+
+
+def _error_text(text: str) -> str:
+    """The API's ``{"error": ...}`` message when the body is that JSON, else the body itself."""
+    import json
+
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return text.strip()

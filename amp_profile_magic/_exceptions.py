@@ -1,0 +1,228 @@
+"""Everything this package raises on purpose.
+
+The hierarchy::
+
+    ProfileError
+    ├── InvalidQuery                 (also a ValueError: bad parameters, nothing was sent)
+    ├── ConfigurationError           (the client's settings stop it before sending)
+    │   ├── MissingKey
+    │   ├── UnsupportedRegion
+    │   └── InsecureEndpoint
+    ├── ApiError                     (the API, or the way to it, answered with a failure)
+    │   ├── InvalidKey               (401 "Invalid Api-Key")
+    │   ├── MissingAuthHeader        (401 "Missing Api-Key in Authorization header")
+    │   ├── EndpointNotFound         (404, empty body)
+    │   ├── PlainHttpRedirect        (301 to HTTPS: never followed, the key would go along)
+    │   ├── UnknownUser              ("User id and device id not seen before", any status)
+    │   ├── Throttled                (over the organisation's requests per minute) *
+    │   ├── ServerUnavailable        (5xx) *
+    │   ├── MalformedResponse        (a body that is not the documented JSON)
+    │   ├── UnexpectedResponse       (any other status)
+    │   ├── RequestTimeout           *
+    │   └── ConnectionFailed         *
+    └── NotFetched                   (a batch was interrupted before this user was sent)
+
+Classes marked * are retried with backoff. Every message says what happened and what to do, and none carries the
+secret key: messages are built from statuses, bodies and URLs, never from request headers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "EndpointNotFound",
+    "InsecureEndpoint",
+    "InvalidKey",
+    "InvalidQuery",
+    "MalformedResponse",
+    "MissingAuthHeader",
+    "MissingKey",
+    "NotFetched",
+    "PlainHttpRedirect",
+    "ProfileError",
+    "RequestTimeout",
+    "ServerUnavailable",
+    "Throttled",
+    "UnexpectedResponse",
+    "UnknownUser",
+    "UnsupportedRegion",
+]
+
+KEY_HINT = (
+    "Set the project's secret key with the AMPLITUDE_SECRET_KEY environment variable or "
+    "%config ProfileClient.api_key = '...'; or run %ampprofile_emulator to use the bundled emulator."
+)
+
+
+class ProfileError(Exception):
+    """Base class of every failure this package reports."""
+
+    #: Short machine-readable name, used in batch failure tables.
+    kind: str = "error"
+    #: Whether the client retries this failure with backoff.
+    retryable: bool = False
+    #: What the user should do about it.
+    hint: str = ""
+
+    def __init__(self, message: str, *, status: int | None = None, api_message: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.api_message = api_message
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class InvalidQuery(ProfileError, ValueError):
+    """The lookup's parameters are invalid; no request was sent."""
+
+    kind = "invalid_query"
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"{parameter}: {problem}")
+        self.parameter = parameter
+
+
+class ConfigurationError(ProfileError):
+    """The client's configuration prevents any request from being sent."""
+
+    kind = "configuration"
+
+
+class MissingKey(ConfigurationError):
+    """No secret key is configured."""
+
+    kind = "missing_key"
+    hint = KEY_HINT
+
+
+class UnsupportedRegion(ConfigurationError):
+    """The User Profile API is not available in the configured data region."""
+
+    kind = "unsupported_region"
+    hint = "Amplitude does not offer the User Profile API for EU-region projects; use a US-region project."
+
+
+class InsecureEndpoint(ConfigurationError):
+    """The endpoint is plain HTTP on a host other than this machine's loopback."""
+
+    kind = "insecure_endpoint"
+    hint = "Use an https:// endpoint; plain http:// is only allowed for 127.0.0.1/localhost (the emulator)."
+
+
+class ApiError(ProfileError):
+    """The API, or the connection to it, answered with a failure."""
+
+    kind = "api_error"
+
+
+class InvalidKey(ApiError):
+    """The API rejected the secret key (HTTP 401 "Invalid Api-Key")."""
+
+    kind = "invalid_key"
+    hint = (
+        "Check that AMPLITUDE_SECRET_KEY holds the project's *secret* key (not its API key) "
+        "and belongs to a project that uses the Profile API."
+    )
+
+
+class MissingAuthHeader(ApiError):
+    """The API saw no valid Authorization header (HTTP 401 "Missing Api-Key in Authorization header")."""
+
+    kind = "missing_auth_header"
+    hint = "A proxy may strip the Authorization header, or the key is empty; check ProfileClient.endpoint and the key."
+
+
+class EndpointNotFound(ApiError):
+    """The endpoint or path is wrong (HTTP 404 with an empty body)."""
+
+    kind = "not_found"
+    hint = "Check ProfileClient.endpoint (or AMPLITUDE_PROFILE_URL): it should be https://profile-api.amplitude.com."
+
+
+class PlainHttpRedirect(ApiError):
+    """The API redirected a plain-HTTP request to HTTPS; the redirect is not followed so the key is not resent."""
+
+    kind = "http_redirect"
+    hint = "Use the https:// endpoint the API named."
+
+    def __init__(self, message: str, *, status: int | None = None, location: str | None = None) -> None:
+        super().__init__(message, status=status)
+        self.location = location
+
+
+class UnknownUser(ApiError):
+    """The API has never seen this user or device id in this project."""
+
+    kind = "unknown_user"
+    hint = "Check the id's spelling and format, and that the key belongs to the project the user is in."
+
+
+class Throttled(ApiError):
+    """The organisation's requests-per-minute limit was exceeded."""
+
+    kind = "throttled"
+    retryable = True
+    hint = (
+        "Lower ProfileClient.requests_per_minute: the limit (600/minute by default) is shared by every job of the "
+        "organisation."
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        api_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, api_message=api_message)
+        self.retry_after = retry_after
+
+
+class ServerUnavailable(ApiError):
+    """The API answered with a server error (HTTP 5xx)."""
+
+    kind = "server_error"
+    retryable = True
+    hint = "Amplitude may be having trouble; retry later, and serve a default experience meanwhile."
+
+
+class MalformedResponse(ApiError):
+    """The API answered with a body that is not the documented JSON."""
+
+    kind = "malformed_response"
+    hint = "Check ProfileClient.endpoint: something other than the Profile API may be answering."
+
+
+class UnexpectedResponse(ApiError):
+    """The API answered with a status this client does not know."""
+
+    kind = "unexpected_response"
+    hint = "Check the parameters and ProfileClient.endpoint."
+
+
+class RequestTimeout(ApiError):
+    """The API did not answer within the configured timeout."""
+
+    kind = "timeout"
+    retryable = True
+    hint = "Raise ProfileClient.timeout, or retry later."
+
+
+class ConnectionFailed(ApiError):
+    """The connection to the API could not be made or was dropped."""
+
+    kind = "connection_failed"
+    retryable = True
+    hint = "Check the network and ProfileClient.endpoint."
+
+
+class NotFetched(ProfileError):
+    """A batch was interrupted before this user's request completed."""
+
+    kind = "not_fetched"
+    hint = "Run the batch again for the missing users."

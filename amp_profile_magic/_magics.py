@@ -1,0 +1,336 @@
+"""``%ampprofile``, ``%%ampprofile`` and ``%ampprofile_emulator``: the IPython face of the client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from traitlets import Bool, Instance, Int
+
+from amp_profile_magic import _exceptions as exc
+from amp_profile_magic._client import ProfileClient
+from amp_profile_magic._grammar import (
+    GrammarError,
+    Identity,
+    Invocation,
+    parse_body,
+    parse_ids,
+    parse_line,
+    zip_identities,
+)
+from amp_profile_magic._panel import CellFailed, display_error
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from amp_profile_magic._batch import BatchResult, Outcome
+    from amp_profile_magic.emulator import Emulator
+
+__all__ = ["AmpProfileMagics", "load", "unload"]
+
+# Failures that say nothing about one user but about the whole setup: when every user of a batch fails with
+# one of these, the cell fails like a single lookup would, instead of returning a table of identical errors.
+SETUP_FAILURES = (
+    exc.ConfigurationError,
+    exc.InvalidKey,
+    exc.MissingAuthHeader,
+    exc.EndpointNotFound,
+    exc.PlainHttpRedirect,
+)
+
+
+class BatchInterrupted(Exception):
+    """Ends a cell whose batch was interrupted, after the partial result was kept."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self.args[0]}"]
+
+
+@magics_class
+class AmpProfileMagics(Magics):
+    """Magics that look up Amplitude user profiles and return pandas DataFrames."""
+
+    raise_errors = Bool(
+        True,
+        help="End the cell in error when a lookup fails, so Run All, nbclient, nbval and papermill stop. "
+        "False only shows the error panel (handy while exploring).",
+    ).tag(config=True)
+
+    progress = Bool(True, help="Show a progress bar for batches of more than one user.").tag(config=True)
+
+    display_max_rows = Int(
+        20, min=1, help="Rows shown per table when a several-section result is displayed (like pandas' max_rows)."
+    ).tag(config=True)
+
+    emulator_seed = Int(0, help="Seed of the bundled emulator's synthetic data (%ampprofile_emulator).").tag(
+        config=True
+    )
+
+    client = Instance(ProfileClient, help="The client every lookup of this kernel goes through.")
+
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.client = ProfileClient(parent=self)
+        self._emulator: Emulator | None = None
+        self._before_emulator: tuple[str, Any] | None = None
+
+    # -- magics -------------------------------------------------------------------------------------------------
+
+    @line_magic
+    def ampprofile(self, line: str) -> Any:
+        """Look up Amplitude user profiles and get DataFrames back.
+
+        Usage::
+
+          %ampprofile user=ID [device=ID] SECTION... [-o NAME]
+          %ampprofile --users VARIABLE [--devices VARIABLE] SECTION... [-o NAME]
+          %%ampprofile SECTION... [-o NAME]       (cell body: one id per line)
+
+        Sections (ask for one or several):
+
+          recs=ID[,ID...]        recommendations, one row per item (rank 1 = the API's first)
+          rec_type=model|random  override the experiment's control setting
+          props                  user properties, one column each, native types
+          cohorts                cohort memberships, one row each
+          comps                  all computations, one column each (numeric strings become numbers)
+          comps=ID[,ID...]       only these computation ids
+          propensity=ID[,ID...]  prediction propensities, one row per prediction
+          propensity_type=score|pct   raw score (default) or percentile
+
+        Section plugins installed through the ``amp_profile_magic.sections`` entry point add keywords of
+        their own; ``%ampprofile --sections`` lists every installed section.
+
+        Who:
+
+          user=ID / device=ID    one profile (either or both)
+          --users VARIABLE       a batch: ids from a list, tuple, pandas Series/Index or array in your namespace
+                                 (any expression: --users df.user_id); --devices pairs device ids position by
+                                 position. Batches run concurrently, paced under ProfileClient.requests_per_minute.
+          -o NAME, --out NAME    bind the result to NAME and show a one-line summary instead of the table
+
+        Results: one section gives a DataFrame; several give a mapping of section name to DataFrame (``res.recs``).
+        Every frame has ``user_id`` and ``device_id`` columns. A batch never drops a user: failures are in
+        ``df.attrs["failures"]`` (one section) or ``res.failures`` (several), with a one-line summary inline.
+        One request per user whatever the sections, except ``props`` with ``comps``: the API merges both into
+        one dict, so those cost two.
+
+        ``{var}`` and ``$var`` on the line are expanded from your namespace. Errors show as a short panel and end
+        the cell in error (``%config AmpProfileMagics.raise_errors = False`` only shows them).
+
+        Examples::
+
+          In [1]: %load_ext amp_profile_magic
+          In [2]: %ampprofile_emulator            # bundled offline emulator; or set AMPLITUDE_SECRET_KEY
+          In [3]: %ampprofile user=12345 recs=testRecId,testRecId2
+          In [4]: %ampprofile user=12345 props cohorts comps propensity=0x10x -o profile
+          In [5]: uid = "12345"
+          In [6]: %ampprofile user={uid} cohorts
+          In [7]: ids = ["user-00001", "user-00002", "nobody"]
+          In [8]: %ampprofile --users ids propensity=0x10x,0x11x propensity_type=pct -o scores
+
+          In [9]: %%ampprofile recs=testRecId -o recs
+             ...: 12345
+             ...: device=ffff-ffff-ffff-ffff
+             ...: # comments and blank lines are skipped
+
+        Settings: ``%config ProfileClient`` (endpoint, key, timeout, retries, pacing) and
+        ``%config AmpProfileMagics``; also ``ipython_config.py`` and the AMPLITUDE_SECRET_KEY and
+        AMPLITUDE_PROFILE_URL environment variables.
+        """
+        if line.strip() == "--sections":
+            return self._list_sections()
+        invocation = self._parse(line, cell=False)
+        if invocation.identity is not None:
+            return self._run(invocation, [invocation.identity], single=True)
+        users = self._ids_from("--users", invocation.users_expr)
+        devices = self._ids_from("--devices", invocation.devices_expr)
+        return self._run(invocation, self._checked(lambda: zip_identities(users, devices)), single=False)
+
+    @cell_magic("ampprofile")
+    def ampprofile_cell(self, line: str, cell: str) -> Any:
+        """Look up a batch of profiles: sections on the first line, one id per line in the body.
+
+        Body lines are ``user=ID``, ``device=ID``, both (``user=ID device=ID``) or a bare user id; blank lines
+        and ``#`` comments are skipped. See ``%ampprofile?`` for the sections and options::
+
+          In [1]: %%ampprofile recs=testRecId props -o batch
+             ...: 12345
+             ...: user-00001
+             ...: device=ffff-ffff-ffff-ffff
+        """
+        invocation = self._parse(line, cell=True)
+        identities = self._checked(lambda: parse_body(cell))
+        return self._run(invocation, identities, single=False)
+
+    @line_magic
+    def ampprofile_emulator(self, line: str) -> None:
+        """Switch this kernel to the bundled offline emulator (or back with ``--stop``).
+
+        Starts the emulator on 127.0.0.1 with seeded synthetic data and the documented examples (user 12345,
+        device ffff-ffff-ffff-ffff), and points ``ProfileClient`` at it with its own key: no secret key and no
+        network needed, so demos and CI run offline and reproducibly::
+
+          In [1]: %ampprofile_emulator
+          In [2]: %ampprofile user=12345 cohorts
+          In [3]: %ampprofile_emulator --stop      # back to the previous endpoint and key
+        """
+        argument = line.strip()
+        if argument == "--stop":
+            self.stop_emulator()
+            print("Stopped the bundled emulator; ProfileClient is back to its previous endpoint and key.")
+            return
+        if argument:
+            raise UsageError(f"%ampprofile_emulator: unknown argument {argument!r} (only --stop)")
+        emulator = self.start_emulator()
+        print(
+            f"Using the bundled emulator (seed {self.emulator_seed}, {len(emulator.dataset.user_ids)} synthetic "
+            "users plus the documented examples); no secret key needed. %ampprofile_emulator --stop switches back."
+        )
+
+    # -- Python API (the form uses these) -----------------------------------------------------------------------
+
+    def start_emulator(self) -> Emulator:
+        """Start the bundled emulator (once per kernel) and point the client at it."""
+        if self._emulator is None:
+            from amp_profile_magic.emulator import Emulator
+
+            self._emulator = Emulator(seed=self.emulator_seed).start()
+            self._before_emulator = (self.client.endpoint, self.client.api_key)
+        self.client.endpoint = self._emulator.url
+        self.client.api_key = self._emulator.api_key
+        return self._emulator
+
+    def stop_emulator(self) -> None:
+        """Stop the bundled emulator, if running, and restore the client's previous endpoint and key."""
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+        if self._before_emulator is not None:
+            self.client.endpoint, self.client.api_key = self._before_emulator
+            self._before_emulator = None
+
+    def fetch(self, invocation: Invocation, identities: list[Identity]) -> tuple[Any, BatchResult]:
+        """Run ``invocation`` for ``identities``; return the result (DataFrame or ProfileResult) and the batch.
+
+        Raises :class:`amp_profile_magic.ProfileError` when the whole lookup failed (see ``SETUP_FAILURES``).
+        """
+        from amp_profile_magic._result import build_result
+
+        queries = [self._checked(lambda identity=identity: invocation.query(identity)) for identity in identities]
+        batch = self.client.lookup_many(queries, on_outcome=self._progress(len(set(queries))))
+        self._raise_if_wholly_failed(batch, single=len(identities) == 1)
+        result = build_result(invocation.sections, batch, max_rows=self.display_max_rows)
+        return result, batch
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _checked(self, build: Any) -> Any:
+        try:
+            return build()
+        except GrammarError as error:
+            raise UsageError(f"%ampprofile: {error}") from None
+
+    def _parse(self, line: str, *, cell: bool) -> Invocation:
+        return self._checked(lambda: parse_line(line, cell=cell))  # type: ignore[no-any-return]
+
+    def _ids_from(self, option: str, expression: str | None) -> list[str] | None:
+        if expression is None:
+            return None
+        try:
+            values = self.shell.ev(expression) if self.shell is not None else None
+        except Exception as error:
+            raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {error}") from None
+        return self._checked(lambda: parse_ids(expression, values))  # type: ignore[no-any-return]
+
+    def _list_sections(self) -> None:
+        from amp_profile_magic.sections import available_sections
+
+        for section in available_sections().values():
+            print(f"{section.name}  ({type(section).__module__}.{type(section).__name__})")
+            for usage in section.usage:
+                print(f"    {usage}")
+
+    def _progress(self, total: int) -> Any:
+        if not self.progress or total < 2:
+            return None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
+
+        def advance(outcome: Outcome) -> None:
+            bar.update(1)
+            if bar.n >= total:
+                bar.close()
+
+        return advance
+
+    def _raise_if_wholly_failed(self, batch: BatchResult, *, single: bool) -> None:
+        errors = [outcome.error for outcome in batch if outcome.error is not None]
+        if not errors or batch.interrupted:
+            return
+        if single:
+            raise errors[0]
+        if len(errors) == len(batch) and all(isinstance(error, SETUP_FAILURES) for error in errors):
+            raise errors[0]
+
+    def _run(self, invocation: Invocation, identities: list[Identity], *, single: bool) -> Any:
+        from IPython.display import display
+
+        try:
+            result, batch = self.fetch(invocation, identities)
+        except exc.ProfileError as error:
+            display_error(error)
+            if self.raise_errors:
+                raise CellFailed(error) from None
+            return None
+        if not single:
+            display({"text/plain": result_summary(result)}, raw=True)
+        if invocation.out is not None and self.shell is not None:
+            self.shell.user_ns[invocation.out] = result
+            display({"text/plain": f"{invocation.out} = {describe(result)}"}, raw=True)
+            result = None
+        if batch.interrupted:
+            raise BatchInterrupted(f"{batch.missing} of {len(batch)} users not fetched; bind with -o to keep the rest")
+        return result
+
+
+def result_summary(result: Any) -> str:
+    """The one-line batch summary stored on a result."""
+    summary = getattr(result, "summary", None)
+    if isinstance(summary, str):
+        return summary
+    return str(result.attrs.get("summary", ""))
+
+
+def describe(result: Any) -> str:
+    """``DataFrame 10 rows × 9 columns`` or ``ProfileResult recs 10×9, props 1×7``."""
+    if hasattr(result, "shape"):
+        rows, columns = result.shape
+        return f"DataFrame ({rows} rows × {columns} columns)"
+    shapes = ", ".join(f"{name} {len(frame)}×{frame.shape[1]}" for name, frame in result.items())
+    return f"ProfileResult ({shapes})"
+
+
+def load(shell: Any) -> None:
+    """Register the magics and their configurables on ``shell`` (idempotent)."""
+    if any(isinstance(item, AmpProfileMagics) for item in shell.configurables):
+        return
+    magics = AmpProfileMagics(shell=shell)
+    shell.register_magics(magics)
+    shell.configurables += [magics, magics.client]
+
+
+def unload(shell: Any) -> None:
+    """Remove the magics and configurables that :func:`load` registered, stopping the emulator if running."""
+    for magics in [item for item in shell.configurables if isinstance(item, AmpProfileMagics)]:
+        magics.stop_emulator()
+        magics.client.close()
+        shell.configurables.remove(magics)
+        if magics.client in shell.configurables:
+            shell.configurables.remove(magics.client)
+    manager = shell.magics_manager
+    for kind, names in (("line", ("ampprofile", "ampprofile_emulator", "ampprofile_form")), ("cell", ("ampprofile",))):
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop("AmpProfileMagics", None)

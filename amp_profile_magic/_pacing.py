@@ -1,0 +1,66 @@
+"""Even request pacing, shared by every lookup in one process (one kernel)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+__all__ = ["Cancelled", "Pacer", "kernel_pacer"]
+
+
+class Cancelled(Exception):
+    """A wait was cut short because the caller's batch was interrupted."""
+
+
+class Pacer:
+    """Hands out send times at least ``60 / requests_per_minute`` seconds apart.
+
+    Spacing every request evenly (a GCRA with no burst allowance) keeps any rolling minute at or under the limit
+    by construction, and never sends the bursts that a fixed-window counter allows at a window's edge. Rate-limit
+    libraries on PyPI either count per window (bursty) or are asyncio-only, and batches here run on threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+
+    def reserve(self, requests_per_minute: float) -> float:
+        """Claim the next free send time (a ``time.monotonic`` value) for a caller limited to this rate."""
+        interval = 60.0 / requests_per_minute
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + interval
+            return slot
+
+    def acquire(self, requests_per_minute: float, cancel: threading.Event | None = None) -> None:
+        """Block until this caller may send; raise :class:`Cancelled` if ``cancel`` is set meanwhile."""
+        delay = self.reserve(requests_per_minute) - time.monotonic()
+        if delay > 0:
+            sleep(delay, cancel)
+
+    def hold(self, seconds: float) -> None:
+        """Push every later send at least ``seconds`` into the future (the API asked us to back off)."""
+        with self._lock:
+            self._next_slot = max(self._next_slot, time.monotonic() + seconds)
+
+    def reset(self) -> None:
+        """Forget past reservations (tests start each case from a clean budget)."""
+        with self._lock:
+            self._next_slot = 0.0
+
+
+def sleep(seconds: float, cancel: threading.Event | None) -> None:
+    """Sleep, waking early with :class:`Cancelled` when ``cancel`` is set."""
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise Cancelled
+
+
+_KERNEL_PACER = Pacer()
+
+
+def kernel_pacer() -> Pacer:
+    """The process-wide pacer: the organisation's budget is shared, so every client in a kernel shares it too."""
+    return _KERNEL_PACER

@@ -1,0 +1,53 @@
+"""``props``: one row per profile, one column per user property, native JSON types kept."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from amp_profile_magic._query import ProfileQuery
+
+from ._base import Control, Section, SectionUsageError, identity_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from amp_profile_magic._models import Profile
+
+
+class PropsSection(Section):
+    """User properties (``get_amp_props``), which the API returns without computations."""
+
+    name = "props"
+    keywords = ("props",)
+    usage = ("props                  user properties, one column each",)
+
+    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
+        if tokens["props"] is not None:
+            raise SectionUsageError(f"props={tokens['props']}: props takes no value")
+        return {"props": True}
+
+    def requested(self, query: ProfileQuery) -> bool:
+        return query.props
+
+    def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
+        return properties_frame(profiles, [profile.properties or {} for profile in profiles])
+
+    def controls(self) -> tuple[Control, ...]:
+        return (Control(keyword="props", label="User properties", kind="toggle", default=False),)
+
+    def tokens(self, query: ProfileQuery) -> list[str]:
+        return ["props"] if query.props else []
+
+
+def properties_frame(profiles: Sequence[Profile], values: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per profile: identity columns, then every key seen in any profile, in first-seen order."""
+    import pandas as pd
+
+    columns: dict[str, list[Any]] = identity_columns(profiles)
+    keys = list(dict.fromkeys(key for mapping in values for key in mapping))
+    for key in keys:
+        # A property named like an identity column must not overwrite it.
+        name = key if key not in ("user_id", "device_id") else f"prop_{key}"
+        columns[name] = [mapping.get(key) for mapping in values]
+    return pd.DataFrame(columns)

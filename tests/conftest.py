@@ -1,0 +1,73 @@
+"""Fixtures shared by every test: one emulator per session, a fast client, a real IPython shell, clean globals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from amp_profile_magic import ProfileClient
+from amp_profile_magic._pacing import kernel_pacer
+from amp_profile_magic.emulator import Emulator, Faults
+from amp_profile_magic.sections import _registry
+
+#: A key that must never appear in any output; tests that configure a real-looking key use this one.
+CANARY_KEY = "canary-7f3c9d2e-SECRET-do-not-print-4b1a"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """The bundled emulator on a free loopback port, shared by the whole session."""
+    with Emulator(seed=0, api_key=CANARY_KEY) as emu:
+        yield emu
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with a fresh pacing budget, the built-in sections only, and a fault-free emulator."""
+    kernel_pacer().reset()
+    _registry.reset()
+    yield
+    kernel_pacer().reset()
+    _registry.reset()
+    if "emulator" in request.fixturenames:
+        emu: Emulator = request.getfixturevalue("emulator")
+        emu.faults = Faults()
+        emu.rate_limit_per_minute = None
+        emu.plain_http_redirect = False
+        emu.reset()
+
+
+@pytest.fixture
+def client(emulator: Emulator) -> Iterator[ProfileClient]:
+    """A client pointed at the emulator with fast retries and pacing that never binds."""
+    profile_client = ProfileClient(
+        endpoint=emulator.url,
+        api_key=emulator.api_key,
+        timeout=2.0,
+        backoff_initial=0.01,
+        backoff_max=0.05,
+        requests_per_minute=600_000,
+    )
+    yield profile_client
+    profile_client.close()
+
+
+@pytest.fixture
+def shell(emulator: Emulator) -> Iterator[object]:
+    """A real IPython shell with the extension loaded and its client pointed at the session's emulator."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "amp_profile_magic")
+    magics = next(item for item in ip.configurables if type(item).__name__ == "AmpProfileMagics")
+    magics.progress = False
+    magics.client.endpoint = emulator.url
+    magics.client.api_key = emulator.api_key
+    magics.client.backoff_initial = 0.01
+    magics.client.backoff_max = 0.05
+    magics.client.requests_per_minute = 600_000
+    magics.client.timeout = 2.0
+    yield ip
+    ip.run_line_magic("unload_ext", "amp_profile_magic")
+    ip.reset(new_session=False)
