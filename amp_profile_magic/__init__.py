@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ._client import ProfileClient
     from ._exceptions import (
         ApiError,
+        CassetteError,
         ConfigurationError,
         ConnectionFailed,
         EndpointNotFound,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         UnknownUser,
         UnsupportedRegion,
     )
+    from ._form import profile_form
     from ._models import Profile, Propensity, Recommendation
     from ._query import ProfileQuery
 
@@ -48,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ApiError",
     "BatchResult",
+    "CassetteError",
     "ConfigurationError",
     "ConnectionFailed",
     "EndpointNotFound",
@@ -73,6 +76,7 @@ __all__ = [
     "UnknownUser",
     "UnsupportedRegion",
     "load_ipython_extension",
+    "profile_form",
     "unload_ipython_extension",
 ]
 
@@ -84,6 +88,7 @@ _LAZY = {
     "Propensity": "._models",
     "Recommendation": "._models",
     "ProfileQuery": "._query",
+    "profile_form": "._form",
 }
 
 

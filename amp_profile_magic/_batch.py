@@ -32,7 +32,7 @@ class BatchResult(Sequence[Outcome]):
     """Every query's :class:`Outcome`, in input order (duplicates share one request and one outcome)."""
 
     outcomes: tuple[Outcome, ...]
-    #: Requests actually sent for the batch (duplicates collapsed; props + comps queries need two).
+    #: Distinct queries looked up (duplicates collapsed); a props + comps query costs two requests, retries more.
     unique_queries: int
     interrupted: bool = False
 

@@ -7,7 +7,8 @@ The hierarchy::
     ├── ConfigurationError           (the client's settings stop it before sending)
     │   ├── MissingKey
     │   ├── UnsupportedRegion
-    │   └── InsecureEndpoint
+    │   ├── InsecureEndpoint
+    │   └── CassetteError            (no cassette to replay, or a request it did not record)
     ├── ApiError                     (the API, or the way to it, answered with a failure)
     │   ├── InvalidKey               (401 "Invalid Api-Key")
     │   ├── MissingAuthHeader        (401 "Missing Api-Key in Authorization header")
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "ApiError",
+    "CassetteError",
     "ConfigurationError",
     "ConnectionFailed",
     "EndpointNotFound",
@@ -83,6 +85,8 @@ class InvalidQuery(ProfileError, ValueError):
 
     def __init__(self, parameter: str, problem: str) -> None:
         super().__init__(f"{parameter}: {problem}")
+        # Pickle rebuilds an exception as cls(*args): keep the constructor's arguments there.
+        self.args = (parameter, problem)
         self.parameter = parameter
 
 
@@ -111,6 +115,13 @@ class InsecureEndpoint(ConfigurationError):
 
     kind = "insecure_endpoint"
     hint = "Use an https:// endpoint; plain http:// is only allowed for 127.0.0.1/localhost (the emulator)."
+
+
+class CassetteError(ConfigurationError):
+    """Replay cannot answer: the cassette is missing, unreadable, or did not record this request."""
+
+    kind = "cassette"
+    hint = "See ProfileClient.cassette and ProfileClient.cassette_mode (%config ProfileClient)."
 
 
 class ApiError(ProfileError):

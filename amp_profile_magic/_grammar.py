@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import math
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from amp_profile_magic.sections import Section, SectionUsageError, available_sec
 __all__ = ["GrammarError", "Identity", "Invocation", "parse_body", "parse_ids", "parse_line"]
 
 IDENTITY_KEYS = ("user", "device")
+UNEXPANDED = re.compile(r"\$\w+|\{[^{}]*\}")
 OPTIONS = ("-o", "--out", "--users", "--devices")
 
 
@@ -62,6 +64,40 @@ def _split(line: str) -> list[str]:
         raise GrammarError(f"cannot read the line: {error} (check the quotes)") from None
 
 
+def _split_raw(line: str) -> list[tuple[str, str]]:
+    """Split like :func:`_split`, pairing each token with its source text (quotes kept)."""
+    # --users/--devices take Python expressions: df['user_id'] must reach eval with its quotes.
+    chunks: list[str] = []
+    current: list[str] = []
+    quote = ""
+    escaped = False
+    for char in line:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char.isspace():
+            if current:
+                chunks.append("".join(current))
+                current = []
+            continue
+        current.append(char)
+    if current:
+        chunks.append("".join(current))
+    return [(token, chunk) for chunk in chunks for token in _split(chunk)]
+
+
+def _python_source(token: str, raw: str) -> str:
+    """The expression as typed; a wholly quoted one (``"df['a b']"``) loses its outer quotes once."""
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" and raw[0] not in raw[1:-1]:
+        return token
+    return raw
+
+
 def _suggest(word: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -74,28 +110,31 @@ class _Tokens:
     options: dict[str, str] = field(default_factory=dict)
 
 
-def _read_option(token: str, rest: list[str], found: _Tokens) -> None:
+def _read_option(token: str, raw: str, rest: list[tuple[str, str]], found: _Tokens) -> None:
     name, has_value, value = token.partition("=")
+    raw_value = raw.partition("=")[2]
     if name not in OPTIONS:
         raise GrammarError(f"unknown option {token!r}{_suggest(name, OPTIONS)}")
     if not has_value:
         if not rest:
             raise GrammarError(f"{name} needs a value, e.g. {name} NAME")
-        value = rest.pop(0)
+        value, raw_value = rest.pop(0)
+    if name in ("--users", "--devices"):
+        value = _python_source(value, raw_value)
     canonical = "--out" if name == "-o" else name
     if canonical in found.options:
         raise GrammarError(f"{name} given twice")
     found.options[canonical] = value
 
 
-def _read_tokens(tokens: list[str], owner: Mapping[str, Section], *, cell: bool) -> _Tokens:
+def _read_tokens(tokens: list[tuple[str, str]], owner: Mapping[str, Section], *, cell: bool) -> _Tokens:
     found = _Tokens()
     seen: set[str] = set()
     rest = list(tokens)
     while rest:
-        token = rest.pop(0)
+        token, raw = rest.pop(0)
         if token.startswith("-"):
-            _read_option(token, rest, found)
+            _read_option(token, raw, rest, found)
             continue
         key, has_value, value = token.partition("=")
         if key in seen:
@@ -106,6 +145,9 @@ def _read_tokens(tokens: list[str], owner: Mapping[str, Section], *, cell: bool)
                 raise GrammarError(f"{token!r}: in %%ampprofile, put one id per line in the cell body")
             if not has_value or not value.strip():
                 raise GrammarError(f"{key}= needs an id, e.g. {key}=12345")
+            if UNEXPANDED.fullmatch(value.strip()):
+                # IPython leaves $name / {name} as typed when the name is not defined: never send that as an id.
+                raise GrammarError(f"{token}: no such variable in the namespace")
             found.identity[key] = value.strip()
         elif key in owner:
             found.per_section.setdefault(owner[key].name, {})[key] = value if has_value else None
@@ -143,8 +185,8 @@ def parse_line(line: str, *, cell: bool = False) -> Invocation:
     """Parse a ``%ampprofile`` line (or a ``%%ampprofile`` header when ``cell``) without sending anything."""
     sections = available_sections()
     owner = {kw: section for section in sections.values() for kw in section.keywords}
-    tokens = _split(line)
-    found = _read_tokens(tokens, owner, cell=cell)
+    pairs = _split_raw(line)
+    found = _read_tokens(pairs, owner, cell=cell)
     chosen, fields = _section_fields(sections, found.per_section)
     out = found.options.get("--out")
     if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
@@ -164,7 +206,7 @@ def parse_line(line: str, *, cell: bool = False) -> Invocation:
         users_expr=users_expr,
         devices_expr=devices_expr,
         out=out,
-        tokens=tuple(tokens),
+        tokens=tuple(token for token, _raw in pairs),
     )
     # Validate now, before anything is sent: the identity if given, else the section fields alone.
     invocation.query(invocation.identity or Identity(user_id="x"))

@@ -74,6 +74,7 @@ class AmpProfileMagics(Magics):
         self.client = ProfileClient(parent=self)
         self._emulator: Emulator | None = None
         self._before_emulator: tuple[str, Any] | None = None
+        self.after_cell_hook: Any = None
 
     # -- magics -------------------------------------------------------------------------------------------------
 
@@ -188,6 +189,77 @@ class AmpProfileMagics(Magics):
             "users plus the documented examples); no secret key needed. %ampprofile_emulator --stop switches back."
         )
 
+    @line_magic
+    def ampprofile_cassette(self, line: str) -> None:
+        """Record this notebook's API responses to a cassette file, or replay them offline without the key.
+
+        With just a path, the cassette is replayed (no network, no secret key), unless the environment variable
+        AMPLITUDE_PROFILE_CASSETTE_MODE says ``record`` or ``off``: so a notebook written against the real API
+        records once on the author's machine and replays in CI. Cassettes hold responses only, never the key::
+
+          In [1]: %ampprofile_cassette churn.cassette.json          # replay (or what the variable says)
+          In [2]: %ampprofile_cassette record churn.cassette.json   # record, whatever the variable says
+          In [3]: %ampprofile_cassette off                          # talk to the API again
+          In [4]: %ampprofile_cassette                              # show the current mode and file
+        """
+        import os
+        import shlex
+
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            raise UsageError(f"%ampprofile_cassette: {error}") from None
+        client = self.client
+        if not words:
+            mode = client.cassette_mode
+            print(f"Cassette: {mode}" + (f" ({client.cassette})" if mode != "off" and client.cassette else ""))
+            return
+        if words in (["off"], ["--off"]):
+            client.cassette_mode = "off"
+            print("Cassette off: lookups go to ProfileClient.endpoint.")
+            return
+        if len(words) == 2 and words[0] in ("record", "replay"):
+            mode, path = words
+        elif len(words) == 1:
+            path = words[0]
+            mode = os.environ.get("AMPLITUDE_PROFILE_CASSETTE_MODE", "").strip().lower() or "replay"
+            if mode not in ("off", "record", "replay"):
+                raise UsageError(
+                    f"%ampprofile_cassette: AMPLITUDE_PROFILE_CASSETTE_MODE={mode!r} is not off|record|replay"
+                )
+        else:
+            raise UsageError("%ampprofile_cassette: expected [record|replay] PATH, or off")
+        resolved = os.path.abspath(os.path.expanduser(path))  # absolute, so a later %cd does not move it
+        if mode == "replay" and not os.path.isfile(resolved):
+            raise UsageError(
+                f"%ampprofile_cassette: no cassette {path!r} to replay; record it first with "
+                f"%ampprofile_cassette record {path} (or AMPLITUDE_PROFILE_CASSETTE_MODE=record)"
+            )
+        client.cassette = resolved
+        client.cassette_mode = mode
+        messages = {
+            "replay": f"Replaying API responses from {path}: no network and no secret key needed.",
+            "record": f"Recording API responses to {path} (responses only, never the key).",
+            "off": f"Cassette {path} not used (AMPLITUDE_PROFILE_CASSETTE_MODE=off): lookups go to the API.",
+        }
+        print(messages[mode])
+
+    @line_magic
+    def ampprofile_form(self, line: str) -> Any:
+        """Explore a profile with a form: pick who and which sections, press Fetch, see the tables.
+
+        The controls come from the installed section plugins. Under them is the ``%ampprofile`` line the form
+        runs, ready to paste into a cell; an incomplete selection shows the grammar's error and disables Fetch.
+        Arguments, if any, prefill the form (same grammar as ``%ampprofile``, one user or device)::
+
+          In [1]: %ampprofile_emulator
+          In [2]: %ampprofile_form
+          In [3]: %ampprofile_form user=12345 recs=testRecId -o recs
+        """
+        from amp_profile_magic._form import ProfileForm
+
+        return ProfileForm(self, line=line)
+
     # -- Python API (the form uses these) -----------------------------------------------------------------------
 
     def start_emulator(self) -> Emulator:
@@ -222,6 +294,10 @@ class AmpProfileMagics(Magics):
         self._raise_if_wholly_failed(batch, single=len(identities) == 1)
         result = build_result(invocation.sections, batch, max_rows=self.display_max_rows)
         return result, batch
+
+    def after_cell(self, result: Any) -> None:
+        """``post_run_cell`` hook: keep a key set with ``%config`` out of the shell's shared Config."""
+        self.client.scrub_config()
 
     # -- internals ----------------------------------------------------------------------------------------------
 
@@ -318,19 +394,26 @@ def load(shell: Any) -> None:
         return
     magics = AmpProfileMagics(shell=shell)
     shell.register_magics(magics)
-    shell.configurables += [magics, magics.client]
+    # Magics.__init__ already appended the magics to shell.configurables; %config finds the client there too.
+    shell.configurables.append(magics.client)
+    # Keep the very object registered: IPython wraps callbacks and unregisters by identity.
+    magics.after_cell_hook = magics.after_cell
+    shell.events.register("post_run_cell", magics.after_cell_hook)
 
 
 def unload(shell: Any) -> None:
     """Remove the magics and configurables that :func:`load` registered, stopping the emulator if running."""
-    for magics in [item for item in shell.configurables if isinstance(item, AmpProfileMagics)]:
+    for magics in dict.fromkeys(item for item in shell.configurables if isinstance(item, AmpProfileMagics)):
         magics.stop_emulator()
         magics.client.close()
-        shell.configurables.remove(magics)
-        if magics.client in shell.configurables:
-            shell.configurables.remove(magics.client)
+        if magics.after_cell_hook is not None:
+            shell.events.unregister("post_run_cell", magics.after_cell_hook)
+        shell.configurables[:] = [item for item in shell.configurables if item not in (magics, magics.client)]
     manager = shell.magics_manager
-    for kind, names in (("line", ("ampprofile", "ampprofile_emulator", "ampprofile_form")), ("cell", ("ampprofile",))):
+    for kind, names in (
+        ("line", ("ampprofile", "ampprofile_emulator", "ampprofile_cassette", "ampprofile_form")),
+        ("cell", ("ampprofile",)),
+    ):
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop("AmpProfileMagics", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._exceptions import MalformedResponse
 from ._query import ProfileQuery
@@ -117,6 +117,11 @@ def _cohorts(raw: object) -> tuple[str, ...]:
     return tuple(str(cohort) for cohort in raw)
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    # bool is an int subclass, but a JSON true is no propensity.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _propensities(data: Mapping[str, Any], query: ProfileQuery) -> tuple[Propensity, ...]:
     raw = data.get("propensities")
     by_id: dict[str, float | None] = {}
@@ -127,8 +132,8 @@ def _propensities(data: Mapping[str, Any], query: ProfileQuery) -> tuple[Propens
             if not isinstance(entry, Mapping) or "pred_id" not in entry:
                 raise _malformed("a propensity has no 'pred_id'")
             value = entry.get("prop")
-            by_id[str(entry["pred_id"])] = float(value) if isinstance(value, int | float) else None
-    elif len(query.prediction_ids) == 1 and isinstance(data.get("propensity"), int | float):
+            by_id[str(entry["pred_id"])] = float(value) if _is_number(value) else None
+    elif len(query.prediction_ids) == 1 and _is_number(data.get("propensity")):
         by_id[query.prediction_ids[0]] = float(data["propensity"])
     # One entry per requested id, in request order: an id the API left out is reported, not dropped.
     return tuple(
@@ -153,6 +158,6 @@ def profile_from_responses(query: ProfileQuery, payloads: Sequence[object]) -> P
         cohort_ids=_cohorts(main.get("cohort_ids")) if query.cohorts else None,
         computations=(_mapping(comps_data.get("amp_props"), "amp_props") if query.wants_computations else None),
         propensities=_propensities(main, query) if query.prediction_ids else None,
-        propensity=float(scalar) if isinstance(scalar, int | float) and not isinstance(scalar, bool) else None,
+        propensity=float(scalar) if _is_number(scalar) else None,
         raw=main,
     )

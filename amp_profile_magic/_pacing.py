@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -23,6 +24,8 @@ class Pacer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next_slot = 0.0
+        self._last_send = -math.inf
+        self._held_until = 0.0
 
     def reserve(self, requests_per_minute: float) -> float:
         """Claim the next free send time (a ``time.monotonic`` value) for a caller limited to this rate."""
@@ -35,19 +38,35 @@ class Pacer:
 
     def acquire(self, requests_per_minute: float, cancel: threading.Event | None = None) -> None:
         """Block until this caller may send; raise :class:`Cancelled` if ``cancel`` is set meanwhile."""
-        delay = self.reserve(requests_per_minute) - time.monotonic()
-        if delay > 0:
-            sleep(delay, cancel)
+        interval = 60.0 / requests_per_minute
+        when = self.reserve(requests_per_minute)
+        while True:
+            delay = when - time.monotonic()
+            if delay > 0:
+                sleep(delay, cancel)
+            with self._lock:
+                # A slot is only a first estimate: a thread that wakes late (a stalled process, a busy machine)
+                # would send right behind the next slot's holder, and a hold() may have come after the slot was
+                # reserved. So each send also waits a full interval after the previous actual send, and the hold.
+                now = time.monotonic()
+                when = max(self._last_send + interval, self._held_until)
+                if now >= when:
+                    self._last_send = now
+                    self._next_slot = max(self._next_slot, now + interval)
+                    return
 
     def hold(self, seconds: float) -> None:
         """Push every later send at least ``seconds`` into the future (the API asked us to back off)."""
         with self._lock:
-            self._next_slot = max(self._next_slot, time.monotonic() + seconds)
+            self._held_until = max(self._held_until, time.monotonic() + seconds)
+            self._next_slot = max(self._next_slot, self._held_until)
 
     def reset(self) -> None:
         """Forget past reservations (tests start each case from a clean budget)."""
         with self._lock:
             self._next_slot = 0.0
+            self._last_send = -math.inf
+            self._held_until = 0.0
 
 
 def sleep(seconds: float, cancel: threading.Event | None) -> None:

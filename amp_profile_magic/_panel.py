@@ -13,6 +13,7 @@ TITLES: dict[type[exc.ProfileError], str] = {
     exc.MissingKey: "No secret key configured",
     exc.UnsupportedRegion: "Not available in the EU region",
     exc.InsecureEndpoint: "Insecure endpoint refused",
+    exc.CassetteError: "Cassette cannot answer",
     exc.InvalidKey: "Invalid secret key",
     exc.MissingAuthHeader: "Authorization header missing",
     exc.EndpointNotFound: "Wrong endpoint or path",

@@ -28,9 +28,14 @@ def _clean_id(parameter: str, value: object) -> str:
     return text
 
 
-def _clean_ids(parameter: str, values: Iterable[object]) -> tuple[str, ...]:
+def _clean_ids(parameter: str, values: Iterable[object] | None) -> tuple[str, ...]:
+    if values is None:
+        return ()
     if isinstance(values, str):
         values = values.split(",")
+    elif isinstance(values, bytes) or not isinstance(values, Iterable):
+        kind = type(values).__name__
+        raise InvalidQuery(parameter, f"expected a list of ids or a comma-separated string, not {kind}")
     cleaned = tuple(_clean_id(parameter, value) for value in values)
     # The API answers each id once; asking twice would only duplicate rows.
     return tuple(dict.fromkeys(cleaned))
@@ -66,6 +71,10 @@ class ProfileQuery:
             raise InvalidQuery("user_id", "give a user_id or a device_id (or both)")
         set_(self, "user_id", user_id)
         set_(self, "device_id", device_id)
+        for flag in ("props", "cohorts", "comps"):
+            # A string like "false" is truthy: only real booleans say what was meant.
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidQuery(flag, f"expected True or False, got {type(getattr(self, flag)).__name__}")
         set_(self, "rec_ids", _clean_ids("rec_id", self.rec_ids))
         set_(self, "comp_ids", _clean_ids("comp_id", self.comp_ids))
         set_(self, "prediction_ids", _clean_ids("prediction_id", self.prediction_ids))
@@ -77,6 +86,9 @@ class ProfileQuery:
             raise InvalidQuery(
                 "propensity_type", f"{self.propensity_type!r} is not one of {', '.join(PROPENSITY_TYPES)}"
             )
+        if self.propensity_type != "score" and not self.prediction_ids:
+            # "score" is the default, so only an explicit other type can be told apart from "not given".
+            raise InvalidQuery("propensity_type", "only applies to propensities: give prediction ids too")
         set_(self, "_requests", self._plan())
 
     @property

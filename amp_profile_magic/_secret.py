@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import TraitType
+from traitlets import TraitError, TraitType
 
 __all__ = ["Secret", "SecretTrait"]
 
@@ -41,6 +41,13 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return repr(self)
 
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        # Immutable, and traitlets deep-copies Config objects (which may hold one) when a Configurable is built.
+        return self
+
     def __reduce__(self) -> Any:
         # Pickling (e.g. a kernel's variable inspector or a cache) must not carry the key either.
         raise TypeError("Secret values cannot be pickled")
@@ -59,7 +66,8 @@ class SecretTrait(TraitType[Secret, Secret | str | None]):
         super().__init__(help=help)
 
     def make_dynamic_default(self) -> Secret:
-        return Secret(os.environ.get(self._env, ""))
+        # Stripped like an assigned key: a key file or .env line often ends in a newline.
+        return Secret(os.environ.get(self._env, "").strip())
 
     def validate(self, obj: Any, value: Any) -> Secret:
         if isinstance(value, Secret):
@@ -68,8 +76,10 @@ class SecretTrait(TraitType[Secret, Secret | str | None]):
             return Secret("")
         if isinstance(value, str):
             return Secret(value.strip())
-        self.error(obj, value)
-        raise AssertionError  # error() always raises
+        # Not self.error(): traitlets' message shows the rejected value, and a key given as bytes is still a key.
+        owner = f" of a {type(obj).__name__} instance" if obj is not None else ""
+        kind = type(value).__name__
+        raise TraitError(f"The '{self.name}' trait{owner} expected a secret string, not a value of type {kind}.")
 
     def default_value_repr(self) -> str:
         return f"${self._env} or unset"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,15 @@ from amp_profile_magic.sections import _registry
 
 #: A key that must never appear in any output; tests that configure a real-looking key use this one.
 CANARY_KEY = "canary-7f3c9d2e-SECRET-do-not-print-4b1a"
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A loopback URL nothing listens on: a request that really went out would fail to connect."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +81,6 @@ def shell(emulator: Emulator) -> Iterator[object]:
     yield ip
     ip.run_line_magic("unload_ext", "amp_profile_magic")
     ip.reset(new_session=False)
+    # %config settings live in the singleton shell's Config, which outlives the test: drop ours.
+    for section in ("AmpProfileMagics", "ProfileClient"):
+        ip.config.pop(section, None)

@@ -27,7 +27,9 @@ class Control:
 
     ``kind`` is ``"toggle"`` (a checkbox; the keyword is bare), ``"ids"`` (a comma-separated text box) or
     ``"choice"`` (a dropdown over ``options``). The form turns the values back into grammar tokens, so a plugin
-    gets its controls without the form knowing about it.
+    gets its controls without the form knowing about it: a checked toggle gives the bare keyword, a filled ids box
+    ``keyword=ids`` (or the bare keyword when it holds ``bare_word``, as ``comps`` does with ``all``), and a choice
+    other than ``default`` (the section's behaviour when the keyword is absent) gives ``keyword=choice``.
     """
 
     keyword: str
@@ -36,6 +38,7 @@ class Control:
     options: tuple[str, ...] = ()
     default: str | bool | None = None
     placeholder: str = ""
+    bare_word: str = ""
 
 
 class Section(ABC):
@@ -69,7 +72,7 @@ class Section(ABC):
         """Build this section's DataFrame from successful profiles; ``user_id``/``device_id`` are always columns."""
 
     def controls(self) -> tuple[Control, ...]:
-        """The form controls for this section, one per keyword by default (override to customise)."""
+        """The form controls for this section; none by default, so a section without them is magic-only."""
         return ()
 
     def tokens(self, query: ProfileQuery) -> list[str]:

@@ -41,10 +41,10 @@ class CohortsSection(Section):
             users += [profile.user_id] * len(ids)
             devices += [profile.device_id] * len(ids)
             cohorts += ids
-        return pd.DataFrame({"user_id": users, "device_id": devices, "cohort_id": cohorts}, dtype=object)
+        return pd.DataFrame({"user_id": users, "device_id": devices, "cohort_id": cohorts})
 
     def controls(self) -> tuple[Control, ...]:
-        return (Control(keyword="cohorts", label="Cohort ids", kind="toggle", default=False),)
+        return (Control(keyword="cohorts", label="Cohort memberships", kind="toggle", default=False),)
 
     def tokens(self, query: ProfileQuery) -> list[str]:
         return ["cohorts"] if query.cohorts else []

@@ -58,6 +58,7 @@ class CompsSection(Section):
                 label="Computations",
                 kind="ids",
                 placeholder="'all' or ids, comma-separated",
+                bare_word="all",
             ),
         )
 

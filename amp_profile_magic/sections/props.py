@@ -49,5 +49,19 @@ def properties_frame(profiles: Sequence[Profile], values: Sequence[Mapping[str, 
     for key in keys:
         # A property named like an identity column must not overwrite it.
         name = key if key not in ("user_id", "device_id") else f"prop_{key}"
-        columns[name] = [mapping.get(key) for mapping in values]
+        columns[name] = _native([mapping.get(key) for mapping in values])
     return pd.DataFrame(columns)
+
+
+def _native(values: list[Any]) -> Any:
+    """The column's values; ints or bools with gaps become nullable arrays, which pandas would make float/object."""
+    import pandas as pd
+
+    present = [value for value in values if value is not None]
+    if len(present) == len(values) or not present:
+        return values
+    if all(isinstance(value, bool) for value in present):
+        return pd.array(values, dtype="boolean")
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+        return pd.array(values, dtype="Int64")
+    return values

@@ -1,0 +1,313 @@
+"""Record the API's answers to a cassette file, and replay them offline without the key.
+
+A cassette is JSON with one recorded interaction per line (so reviews and diffs stay readable)::
+
+    {"amp_profile_magic_cassette": 1, "interactions": [
+    {"request": {"method": "GET", "path": "/v1/userprofile", "query": [["get_amp_props", "true"], ...]},
+     "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": "{...}"}}
+    ]}
+
+Requests are matched by method, path and sorted query, never by host, so a cassette recorded against the real API
+replays whatever the endpoint is. Nothing about the request's headers is stored, and the key the request carried is
+redacted from anything that is, so no cassette holds the secret key. A request recorded several times (a retry, a
+re-run cell) replays its answers in the recorded order, then keeps answering with the last one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from ._exceptions import CassetteError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "REDACTED",
+    "CassetteTransport",
+    "cassette_transport",
+    "describe_key",
+    "request_key",
+]
+
+FORMAT_VERSION = 1
+REDACTED = "[REDACTED]"
+log = logging.getLogger("amp_profile_magic")
+# Only what changes how the client reads a response; Date, Server, cookies and the like stay out of the file.
+_KEPT_HEADERS = ("content-type", "location", "retry-after")
+_KEPT_HEADER_PREFIXES = ("x-ratelimit", "ratelimit")
+# Bytes per second a long recording may spend rewriting its cassette (a 1 MB cassette: at most every 0.25 s).
+REWRITE_RATE = 4_000_000
+_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+Query = tuple[tuple[str, str], ...]
+Key = tuple[str, str, Query]
+
+
+def request_key(method: str, path: str, query: Iterable[tuple[str, str]]) -> Key:
+    """What a request is matched by: method, path and its query pairs in sorted order."""
+    return (method.upper(), path, tuple(sorted(query)))
+
+
+def describe_key(key: Key) -> str:
+    """``GET /v1/userprofile?get_amp_props=true&user_id=12345``, for error messages."""
+    method, path, query = key
+    return f"{method} {path}?{urlencode(query)}" if query else f"{method} {path}"
+
+
+class _Recording:
+    """The interactions recorded to one path by this process, rewritten atomically as they come in.
+
+    A small cassette is rewritten after every response. A big one is rewritten at most every ``size / REWRITE_RATE``
+    seconds, so a long recording does not spend its time rewriting the file; a timer writes the latest responses
+    when no further response comes, and :meth:`flush` (on close, before a replay reads the file, at exit) writes
+    them at once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._on_disk = 0
+        self._size = 0
+        self._written_at = 0.0
+        self._timer: threading.Timer | None = None
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+            wait = self._written_at + self._size / REWRITE_RATE - time.monotonic()
+            if wait <= 0:
+                self._write()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._flush_in_background)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Write every recorded response to the file now."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._on_disk < len(self._lines):
+                self._write()
+
+    def _flush_in_background(self) -> None:
+        try:
+            self.flush()
+        except CassetteError as error:
+            # The next response, close() or exit tries again; meanwhile the file holds the previous version.
+            log.warning("%s", error)
+
+    def _write(self) -> None:
+        try:
+            self._size = _write_atomically(self.path, self._lines)
+        except OSError as error:
+            raise CassetteError(f"Cannot write the cassette {self.path}: {error.strerror or error}.") from error
+        self._on_disk = len(self._lines)
+        self._written_at = time.monotonic()
+
+
+# One recording per path for the life of the process: the client rebuilds its transport whenever a connection
+# setting changes (%config ProfileClient.timeout = ...), and that must not start the cassette over.
+_RECORDINGS: dict[Path, _Recording] = {}
+_RECORDINGS_LOCK = threading.Lock()
+
+
+def _recording(path: Path) -> _Recording:
+    with _RECORDINGS_LOCK:
+        if not _RECORDINGS:
+            atexit.register(_flush_all)
+        recording = _RECORDINGS.get(path)
+        if recording is None:
+            recording = _RECORDINGS[path] = _Recording(path)
+        return recording
+
+
+def _flush_all() -> None:
+    with _RECORDINGS_LOCK:
+        recordings = list(_RECORDINGS.values())
+    for recording in recordings:
+        try:
+            recording.flush()
+        except CassetteError as error:
+            log.warning("%s", error)
+
+
+def _flush_recording(path: Path) -> None:
+    with _RECORDINGS_LOCK:
+        recording = _RECORDINGS.get(path)
+    if recording is not None:
+        recording.flush()
+
+
+def _write_atomically(path: Path, lines: list[str]) -> int:
+    text = f'{{"amp_profile_magic_cassette": {FORMAT_VERSION}, "interactions": [\n' + ",\n".join(lines) + "\n]}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A reader (or a kernel killed mid-write) sees the old cassette or the new one, never half of one.
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would make a cassette meant for git unreadable to others
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return len(text)
+
+
+def _load(path: Path) -> dict[Key, list[dict[str, Any]]]:
+    where = f"cassette {path}"
+    _flush_recording(path)  # replaying what this process is recording: read every response so far
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CassetteError(
+            f"The {where} does not exist. Record it first: run the notebook with the secret key set and "
+            "AMPLITUDE_PROFILE_CASSETTE_MODE=record (or %ampprofile_cassette record PATH)."
+        ) from None
+    except OSError as error:
+        raise CassetteError(f"Cannot read the {where}: {error.strerror or error}.") from error
+    try:
+        document = json.loads(text)
+        if document.get("amp_profile_magic_cassette") != FORMAT_VERSION:
+            raise ValueError(f"not an amp_profile_magic cassette of format {FORMAT_VERSION}")
+        answers: dict[Key, list[dict[str, Any]]] = {}
+        for interaction in document["interactions"]:
+            request, response = interaction["request"], interaction["response"]
+            key = request_key(request["method"], request["path"], ((str(k), str(v)) for k, v in request["query"]))
+            if not isinstance(response["status"], int) or not isinstance(response["body"], str):
+                raise ValueError("a response needs an integer status and a text body")
+            answers.setdefault(key, []).append(response)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CassetteError(f"The {where} is not a valid cassette: {error}.") from error
+    return answers
+
+
+def _redact(text: str, secret: str) -> str:
+    if not secret:
+        return text
+    # The JSON-escaped spelling too, for a key with characters JSON escapes.
+    for spelling in {secret, json.dumps(secret)[1:-1]}:
+        text = text.replace(spelling, REDACTED)
+    return text
+
+
+def _presented_key(request: httpx.Request) -> str:
+    scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
+    return key.strip() if scheme.lower() == "api-key" else ""
+
+
+def _kept_headers(response: httpx.Response) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in ((name.lower(), value) for name, value in response.headers.items())
+        if name in _KEPT_HEADERS or name.startswith(_KEPT_HEADER_PREFIXES)
+    }
+
+
+class CassetteTransport(httpx.BaseTransport):
+    """An httpx transport that records the responses of an inner transport, or replays recorded ones.
+
+    In ``"record"`` mode every response is read, stored without the request's headers or the key, and passed on;
+    in ``"replay"`` mode nothing is sent anywhere and a request that was not recorded raises
+    :class:`~amp_profile_magic.CassetteError` naming the request and the cassette.
+    """
+
+    def __init__(self, *, path: str | os.PathLike[str], mode: str, inner: httpx.BaseTransport | None = None) -> None:
+        if mode not in ("record", "replay"):
+            raise CassetteError(f"cassette mode {mode!r} is not one of record, replay.")
+        self.path = Path(path).expanduser().resolve()
+        self.mode = mode
+        if mode == "record":
+            if inner is None:
+                raise CassetteError("recording needs a transport to send the requests through.")
+            self._inner = inner
+            self._recording = _recording(self.path)
+        else:
+            self._answers = _load(self.path)
+            self._served: dict[Key, int] = {}
+            self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<CassetteTransport {self.mode} {self.path}>"
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send (and record) the request, or answer it from the cassette."""
+        key = request_key(request.method, request.url.path, request.url.params.multi_items())
+        if self.mode == "replay":
+            return self._replay(key, request)
+        response = self._inner.handle_request(request)
+        try:
+            body = response.read()
+        finally:
+            response.close()
+        self._record(key, request, response, body)
+        # read() already undid any gzip, so the framing headers no longer describe ``body``.
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING_HEADERS]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=body,
+            request=request,
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        """Write what was recorded to the file, and close the inner transport."""
+        if self.mode == "record":
+            self._recording.flush()
+            self._inner.close()
+
+    def _record(self, key: Key, request: httpx.Request, response: httpx.Response, body: bytes) -> None:
+        method, path, query = key
+        interaction = {
+            "request": {"method": method, "path": path, "query": [list(pair) for pair in query]},
+            "response": {
+                "status": response.status_code,
+                "headers": _kept_headers(response),
+                "body": body.decode("utf-8", "replace"),
+            },
+        }
+        line = _redact(json.dumps(interaction, ensure_ascii=False), _presented_key(request))
+        self._recording.add(line)
+
+    def _replay(self, key: Key, request: httpx.Request) -> httpx.Response:
+        answers = self._answers.get(key)
+        if not answers:
+            raise CassetteError(
+                f"{describe_key(key)} is not in the cassette {self.path}; record it again with "
+                "AMPLITUDE_PROFILE_CASSETTE_MODE=record (and the secret key set) to add it."
+            )
+        with self._lock:
+            served = self._served.get(key, 0)
+            self._served[key] = served + 1
+        answer = answers[min(served, len(answers) - 1)]
+        return httpx.Response(
+            answer["status"], headers=answer.get("headers") or {}, content=answer["body"].encode(), request=request
+        )
+
+
+def cassette_transport(
+    inner: httpx.BaseTransport | None, *, path: str, mode: str, limits: httpx.Limits
+) -> httpx.BaseTransport | None:
+    """``inner`` wrapped for ``mode`` (``"off"`` leaves it as is); recording builds a default one if needed."""
+    if mode == "off":
+        return inner
+    if not path:
+        raise CassetteError(f"ProfileClient.cassette_mode is {mode!r} but ProfileClient.cassette names no file.")
+    if mode == "record" and inner is None:
+        inner = httpx.HTTPTransport(limits=limits)
+    return CassetteTransport(path=path, mode=mode, inner=inner)

@@ -1,0 +1,359 @@
+"""``%ampprofile_form``: an ipywidgets form that builds an ``%ampprofile`` line and runs it like the magic does.
+
+The section controls come from the section plugins' :meth:`~amp_profile_magic.sections.Section.controls`, so a
+plugin gets its controls without this module knowing about it. The form never holds the secret key: it goes
+through the kernel's :class:`AmpProfileMagics` and its client, exactly like ``%ampprofile``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shlex
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from amp_profile_magic import _exceptions as exc
+from amp_profile_magic._grammar import GrammarError, Invocation, parse_line
+from amp_profile_magic._panel import error_bundle
+from amp_profile_magic.sections import Control, available_sections
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from amp_profile_magic._magics import AmpProfileMagics
+
+__all__ = ["ProfileForm", "form_line", "profile_form"]
+
+log = logging.getLogger(__name__)
+
+IDLE_LABEL = "Fetch"
+BUSY_LABEL = "Fetching…"
+IDLE_ICON = "download"
+BUSY_ICON = "spinner"
+
+
+def form_line(tokens: list[str]) -> str:
+    """The ``%ampprofile`` line for ``tokens``, quoted so IPython's ``{var}`` expansion leaves the ids alone."""
+    # shlex quoting survives the magic's shlex.split; doubled braces survive IPython's format-style expansion,
+    # and `$` only ever appears inside shlex's single quotes, where IPython does not expand it.
+    return "%ampprofile " + shlex.join(tokens).replace("{", "{{").replace("}", "}}")
+
+
+@dataclass(slots=True)
+class _Field:
+    """One plugin control and the widget that shows it."""
+
+    control: Control
+    widget: widgets.ValueWidget
+
+    def tokens(self) -> list[str]:
+        keyword, value = self.control.keyword, self.widget.value
+        if self.control.kind == "toggle":
+            return [keyword] if value else []
+        if self.control.kind == "choice":
+            return [] if value in ("", None, self.control.default) else [f"{keyword}={value}"]
+        text = ",".join(part.strip() for part in str(value).split(",")) if str(value).strip() else ""
+        if not text:
+            return []
+        if self.control.bare_word and text.lower() == self.control.bare_word.lower():
+            return [keyword]
+        return [f"{keyword}={text}"]
+
+    def set(self, value: str | None) -> None:
+        """Show the grammar value ``value`` (``None`` for a bare keyword) in the widget."""
+        if self.control.kind == "toggle":
+            self.widget.value = True
+        elif value is None:
+            self.widget.value = self.control.bare_word
+        else:
+            self.widget.value = value
+
+
+def _field(control: Control) -> _Field:
+    import ipywidgets as widgets
+
+    layout = widgets.Layout(width="auto")
+    style = {"description_width": "initial"}
+    widget: widgets.ValueWidget
+    if control.kind == "toggle":
+        widget = widgets.Checkbox(
+            value=bool(control.default), description=control.label, indent=False, layout=layout, style=style
+        )
+    elif control.kind == "choice":
+        options = list(control.options)
+        default = control.default if control.default in options else options[0] if options else None
+        # An empty option means "leave the keyword out"; a blank dropdown entry would look like a glitch.
+        labelled = [(option or "(default)", option) for option in options]
+        widget = widgets.Dropdown(options=labelled, value=default, description=control.label, style=style)
+    else:
+        # "ids", and any kind a newer plugin invents: a text box whose content becomes keyword=content.
+        widget = widgets.Text(
+            value=str(control.default or ""),
+            placeholder=control.placeholder,
+            description=control.label,
+            style=style,
+        )
+    widget.add_class(f"amp-control-{control.keyword}")
+    return _Field(control=control, widget=widget)
+
+
+class ProfileForm:
+    """An interactive form for one profile: who, which sections, an optional variable; Fetch shows the tables.
+
+    The line under the controls is the ``%ampprofile`` call the form will run, ready to paste into a cell. Fetch
+    parses that line and calls :meth:`AmpProfileMagics.fetch`, so the form shares the kernel's client, pacing,
+    ``%config`` settings and ``%ampprofile_emulator`` switch. The lookup runs on a background thread (the kernel
+    stays free for other cells); the button is disabled until it finishes, and a failure shows the magic's error
+    panel and leaves the form ready for the next try::
+
+        In [1]: %load_ext amp_profile_magic
+        In [2]: %ampprofile_emulator
+        In [3]: %ampprofile_form user=12345 recs=testRecId      # prefilled; or just %ampprofile_form
+    """
+
+    def __init__(self, magics: AmpProfileMagics, *, line: str = "", background: bool = True) -> None:
+        import ipywidgets as widgets
+
+        self.magics = magics
+        self.background = background
+        self._lock = threading.Lock()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._invocation: Invocation | None = None
+        self._error: str | None = None
+
+        self.identity_kind = widgets.Dropdown(options=["user", "device"], value="user", layout={"width": "90px"})
+        self.identity_kind.add_class("amp-identity-kind")
+        self.identity_value = widgets.Text(placeholder="user id, e.g. 12345", layout={"width": "260px"})
+        self.identity_value.add_class("amp-identity-value")
+
+        self.fields: dict[str, _Field] = {}
+        groups = []
+        for section in available_sections().values():
+            fields = [_field(control) for control in section.controls()]
+            if not fields:
+                continue
+            self.fields.update((field.control.keyword, field) for field in fields)
+            title = widgets.HTML(f"<b>{html.escape(section.name)}</b>", layout={"width": "90px"})
+            group = widgets.HBox([title, *(field.widget for field in fields)])
+            group.add_class(f"amp-section-{section.name}")
+            groups.append(group)
+
+        self.out_name = widgets.Text(placeholder="optional", description="Bind to", layout={"width": "260px"})
+        self.out_name.add_class("amp-out-name")
+        self.fetch_button = widgets.Button(description=IDLE_LABEL, icon=IDLE_ICON, button_style="primary")
+        self.fetch_button.add_class("amp-fetch")
+        self.line_view = widgets.HTML()
+        self.line_view.add_class("amp-line")
+        self.output = widgets.Output()
+        self.output.add_class("amp-output")
+
+        who = widgets.HBox(
+            [widgets.HTML("<b>who</b>", layout={"width": "90px"}), self.identity_kind, self.identity_value]
+        )
+        self.widget = widgets.VBox(
+            [who, *groups, widgets.HBox([self.out_name, self.fetch_button]), self.line_view, self.output]
+        )
+        self.widget.add_class("amp-profile-form")
+
+        if line.strip():
+            self._prefill(line)
+        self.identity_kind.observe(self._kind_changed, names="value")
+        for control in (self.identity_kind, self.identity_value, self.out_name, *self._field_widgets()):
+            control.observe(self._refresh, names="value")
+        self.fetch_button.on_click(self._on_click)
+        self._kind_changed()
+        self._refresh()
+
+    # -- what the form says ---------------------------------------------------------------------------------------
+
+    def tokens(self) -> list[str]:
+        """The grammar tokens for the current selection (not validated)."""
+        tokens = []
+        who = self.identity_value.value.strip()
+        if who:
+            tokens.append(f"{self.identity_kind.value}={who}")
+        for field in self.fields.values():
+            tokens += field.tokens()
+        name = self.out_name.value.strip()
+        if name:
+            tokens += ["-o", name]
+        return tokens
+
+    @property
+    def line(self) -> str | None:
+        """The ``%ampprofile`` line equivalent to the selection, or ``None`` while the selection is invalid."""
+        return form_line(self.tokens()) if self._invocation is not None else None
+
+    @property
+    def error(self) -> str | None:
+        """The grammar's one-line complaint about the current selection, or ``None`` when it is valid."""
+        return self._error
+
+    @property
+    def busy(self) -> bool:
+        """Whether a lookup is running."""
+        return self._busy
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a running lookup to finish; ``True`` if none is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.busy
+
+    def fetch(self) -> None:
+        """Run the current selection (what the Fetch button does); ignored while a lookup is running."""
+        self._on_click(self.fetch_button)
+
+    # -- display ----------------------------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ProfileForm {self.line or self.error}>"
+
+    # -- internals ---------------------------------------------------------------------------------------------------
+
+    def _field_widgets(self) -> list[widgets.ValueWidget]:
+        return [field.widget for field in self.fields.values()]
+
+    def _prefill(self, line: str) -> None:
+        invocation = self.magics._parse(line, cell=False)
+        if invocation.identity is None:
+            raise UsageError("%ampprofile_form: the form looks up one user or device; batches need %ampprofile --users")
+        identity = invocation.identity
+        if identity.user_id is not None and identity.device_id is not None:
+            raise UsageError("%ampprofile_form: give user= or device=, not both (the form asks for one of them)")
+        self.identity_kind.value = "user" if identity.user_id is not None else "device"
+        self.identity_value.value = identity.user_id or identity.device_id or ""
+        self.out_name.value = invocation.out or ""
+        tokens = list(invocation.tokens)
+        while tokens:
+            token = tokens.pop(0)
+            if token.startswith("-"):
+                if "=" not in token and tokens:
+                    tokens.pop(0)  # the option's value
+                continue
+            keyword, has_value, value = token.partition("=")
+            if keyword in self.fields:
+                self.fields[keyword].set(value if has_value else None)
+            elif keyword not in ("user", "device"):
+                raise UsageError(f"%ampprofile_form: {keyword!r} has no form control; use %ampprofile for it")
+
+    def _kind_changed(self, change: object = None) -> None:
+        example = "12345" if self.identity_kind.value == "user" else "ffff-ffff-ffff-ffff"
+        self.identity_value.placeholder = f"{self.identity_kind.value} id, e.g. {example}"
+
+    def _refresh(self, change: object = None) -> None:
+        try:
+            self._invocation, self._error = parse_line(shlex.join(self.tokens())), None
+        except GrammarError as error:
+            self._invocation, self._error = None, str(error)
+            self.line_view.value = (
+                f"<span class='amp-line-error' style='color:#d9534f'>✖ {html.escape(self._error)}</span>"
+            )
+        else:
+            line = html.escape(form_line(self.tokens()))
+            self.line_view.value = f"<code class='amp-line-ok' style='user-select:all'>{line}</code>"
+        self.fetch_button.disabled = self._invocation is None or self.busy
+
+    def _on_click(self, button: object) -> None:
+        # Button.click() and a frontend's double click both reach here: only one lookup at a time.
+        with self._lock:
+            invocation = self._invocation
+            if self._busy or invocation is None:
+                return
+            self._busy = True
+        self.fetch_button.disabled = True
+        self.fetch_button.description = BUSY_LABEL
+        self.fetch_button.icon = BUSY_ICON
+        self.output.outputs = (_text(f"Fetching: {self.line} …"),)
+        if not self.background:
+            self._run(invocation)
+            return
+        # A daemon thread: a kernel shutting down mid-lookup must not wait for it.
+        self._thread = threading.Thread(target=self._run, args=(invocation,), name="amp-profile-form", daemon=True)
+        self._thread.start()
+
+    def _run(self, invocation: Invocation) -> None:
+        started = time.monotonic()
+        try:
+            self.output.outputs = self._outputs(invocation, started)
+        finally:
+            self.fetch_button.description = IDLE_LABEL
+            self.fetch_button.icon = IDLE_ICON
+            with self._lock:
+                self._busy = False
+            self._refresh()
+
+    def _outputs(self, invocation: Invocation, started: float) -> tuple[dict[str, Any], ...]:
+        from amp_profile_magic._magics import describe
+
+        identity = invocation.identity
+        assert identity is not None  # the form always builds user= or device=
+        try:
+            result, _ = self.magics.fetch(invocation, [identity])
+        except exc.ProfileError as error:
+            return (_bundle(error_bundle(error)),)
+        except UsageError as error:
+            return (_bundle({"text/plain": f"✖ {error}"}),)
+        except Exception as error:
+            # The form runs on its own thread: an unexpected failure must show up, not vanish into a log.
+            log.exception("The profile form's lookup failed")
+            return (_bundle({"text/plain": f"✖ Unexpected error: {type(error).__name__}: {error}"}),)
+        outputs = []
+        if invocation.out is not None and self.magics.shell is not None:
+            self.magics.shell.user_ns[invocation.out] = result
+            outputs.append(_text(f"{invocation.out} = {describe(result)}"))
+        shell = self.magics.shell
+        if shell is not None:
+            data, metadata = shell.display_formatter.format(result)
+        else:
+            from IPython.core.formatters import format_display_data
+
+            data, metadata = format_display_data(result)
+        outputs.append(_bundle(data, metadata))
+        outputs.append(_text(f"fetched in {time.monotonic() - started:.1f} s"))
+        return tuple(outputs)
+
+
+def _bundle(data: dict[str, Any], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"output_type": "display_data", "data": data, "metadata": metadata or {}}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return _bundle({"text/plain": text})
+
+
+def _magics_of(shell: InteractiveShell) -> AmpProfileMagics:
+    from amp_profile_magic._magics import AmpProfileMagics, load
+
+    if shell.extension_manager is not None:
+        # Through the extension manager, so a later %load_ext / %unload_ext knows the extension is loaded.
+        shell.extension_manager.load_extension("amp_profile_magic")
+    else:
+        load(shell)
+    return next(item for item in shell.configurables if isinstance(item, AmpProfileMagics))
+
+
+def profile_form(line: str = "", *, shell: InteractiveShell | None = None) -> ProfileForm:
+    """The ``%ampprofile_form`` form, from Python: ``profile_form("user=12345 recs=testRecId")``.
+
+    Uses the running IPython kernel (loading the extension if needed), so the form shares its client and
+    settings with ``%ampprofile``.
+    """
+    if shell is None:
+        from IPython.core.getipython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            raise RuntimeError("profile_form() needs IPython or a Jupyter kernel; run it in a notebook")
+    return ProfileForm(_magics_of(shell), line=line)

@@ -1,0 +1,147 @@
+"""``%config ProfileClient`` / ``%config AmpProfileMagics`` and ``ipython_config.py``, with the key kept secret."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from IPython.utils.capture import capture_output
+
+from amp_profile_magic import ProfileClient
+from amp_profile_magic._magics import AmpProfileMagics
+from amp_profile_magic.emulator import Emulator
+
+from .helpers import CellRun
+
+
+def _config_listing(shell: Any, target: str) -> str:
+    with capture_output() as captured:
+        shell.run_line_magic("config", target)
+    return captured.stdout
+
+
+def _first_words(help_text: str) -> str:
+    # %config wraps help at ~80 columns; the first few words always stay on one line.
+    return " ".join(help_text.split()[:4])
+
+
+def test_config_lists_every_client_option_with_its_help(shell: Any) -> None:
+    """%config ProfileClient shows every configurable trait of the client, each with its help text."""
+    listing = _config_listing(shell, "ProfileClient")
+    traits = ProfileClient.class_traits(config=True)
+    assert {"endpoint", "api_key", "timeout", "max_retries", "requests_per_minute"} <= set(traits)
+    for name, trait in traits.items():
+        assert f"ProfileClient.{name}=" in listing, name
+        assert _first_words(trait.help) in " ".join(listing.split()), name
+
+
+def test_config_lists_every_magics_option_with_its_help(shell: Any) -> None:
+    """%config AmpProfileMagics shows raise_errors, progress, display_max_rows, emulator_seed and their help."""
+    listing = _config_listing(shell, "AmpProfileMagics")
+    traits = AmpProfileMagics.class_traits(config=True)
+    assert {"raise_errors", "progress", "display_max_rows", "emulator_seed"} <= set(traits)
+    for name, trait in traits.items():
+        assert f"AmpProfileMagics.{name}=" in listing, name
+        assert _first_words(trait.help) in " ".join(listing.split()), name
+
+
+def test_config_magic_sets_options_in_the_running_kernel(shell: Any, run: Any) -> None:
+    """%config AmpProfileMagics.display_max_rows = 5 and %config ProfileClient.timeout = 7 take effect at once."""
+    done: CellRun = run("%config AmpProfileMagics.display_max_rows = 5\n%config ProfileClient.timeout = 7.5")
+    assert done.result.success, done.everything
+    magics = next(item for item in shell.configurables if isinstance(item, AmpProfileMagics))
+    assert magics.display_max_rows == 5
+    assert magics.client.timeout == 7.5
+
+
+def test_secret_key_never_shows_in_config_listings(shell: Any, run: Any, emulator: Emulator) -> None:
+    """A key set with %config is used for requests but never printed by %config, reprs or the listing."""
+    canary = emulator.api_key  # the session emulator runs with tests/conftest.py's CANARY_KEY
+    assert "SECRET" in canary
+    done = run(f"%config ProfileClient.api_key = '{canary}'")
+    assert done.result.success, done.everything
+    shown = [
+        done.everything,
+        _config_listing(shell, "ProfileClient"),
+        _config_listing(shell, "ProfileClient.api_key"),
+        _config_listing(shell, ""),
+        run("get_ipython().find_line_magic('ampprofile').__self__.client").everything,
+    ]
+    looked_up = run("%ampprofile user=12345 cohorts")
+    assert looked_up.result.success, looked_up.everything
+    shown.append(looked_up.everything)
+    for text in shown:
+        assert canary not in text
+    assert "********" in _config_listing(shell, "ProfileClient")
+
+
+def test_options_come_from_ipython_config_py(tmp_path: Path, emulator: Emulator) -> None:
+    """A real IPython started on a profile whose ipython_config.py sets both classes' options applies them."""
+    canary = emulator.api_key
+    profile = tmp_path / "profile_amp"
+    profile.mkdir()
+    (profile / "ipython_config.py").write_text(
+        textwrap.dedent(
+            f"""
+            c.ProfileClient.timeout = 3.5
+            c.ProfileClient.endpoint = {emulator.url!r}
+            c.ProfileClient.api_key = {canary!r}
+            c.AmpProfileMagics.progress = False
+            c.AmpProfileMagics.display_max_rows = 7
+            """
+        )
+    )
+    code = f"CANARY = {canary!r}\n" + textwrap.dedent(
+        """
+        import json
+        ip = get_ipython()
+        ip.run_line_magic("load_ext", "amp_profile_magic")
+        magics = ip.find_line_magic("ampprofile").__self__
+        frame = ip.run_line_magic("ampprofile", "user=12345 cohorts")
+        ip.run_line_magic("config", "ProfileClient")
+        print("RESULT=" + json.dumps({
+            "timeout": magics.client.timeout,
+            "endpoint": magics.client.endpoint,
+            "key_is_canary": magics.client.api_key.reveal() == CANARY,
+            "progress": magics.progress,
+            "display_max_rows": magics.display_max_rows,
+            "cohorts": list(frame["cohort_id"]),
+        }))
+        """
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            f"--ipython-dir={tmp_path}",
+            f"--profile-dir={profile}",
+            "--no-banner",
+            "--colors=NoColor",
+            "--HistoryManager.enabled=False",
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": ""},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT="))
+    values = json.loads(line.removeprefix("RESULT="))
+    assert values == {
+        "timeout": 3.5,
+        "endpoint": emulator.url,
+        "key_is_canary": True,
+        "progress": False,
+        "display_max_rows": 7,
+        "cohorts": ["cohort1", "cohort3", "cohort7"],
+    }
+    assert "ProfileClient.timeout=<Float>" in done.stdout
+    assert canary not in done.stdout + done.stderr
