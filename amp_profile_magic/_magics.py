@@ -40,6 +40,10 @@ SETUP_FAILURES = (
 )
 
 
+#: Where an interrupted batch without ``-o`` keeps what it fetched.
+PARTIAL_RESULT_NAME = "_ampprofile_partial"
+
+
 class BatchInterrupted(Exception):
     """Ends a cell whose batch was interrupted, after the partial result was kept."""
 
@@ -113,6 +117,8 @@ class AmpProfileMagics(Magics):
         Results: one section gives a DataFrame; several give a mapping of section name to DataFrame (``res.recs``).
         Every frame has ``user_id`` and ``device_id`` columns. A batch never drops a user: failures are in
         ``df.attrs["failures"]`` (one section) or ``res.failures`` (several), with a one-line summary inline.
+        An interrupted batch ends the cell in error but keeps what it fetched, in the ``-o`` name or else in
+        ``_ampprofile_partial``.
         One request per user whatever the sections, except ``props`` with ``comps``: the API merges both into
         one dict, so those cost two.
 
@@ -362,12 +368,18 @@ class AmpProfileMagics(Magics):
             return None
         if not single:
             display({"text/plain": result_summary(result)}, raw=True)
-        if invocation.out is not None and self.shell is not None:
-            self.shell.user_ns[invocation.out] = result
-            display({"text/plain": f"{invocation.out} = {describe(result)}"}, raw=True)
+        # An interrupted cell cannot return a value, so its finished rows go to a name the message gives.
+        out = invocation.out or (PARTIAL_RESULT_NAME if batch.interrupted else None)
+        if out is not None and self.shell is not None:
+            self.shell.user_ns[out] = result
+            display({"text/plain": f"{out} = {describe(result)}"}, raw=True)
             result = None
         if batch.interrupted:
-            raise BatchInterrupted(f"{batch.missing} of {len(batch)} users not fetched; bind with -o to keep the rest")
+            fetched = len(batch) - batch.missing
+            raise BatchInterrupted(
+                f"{batch.missing} of {len(batch)} users not fetched; the {fetched} fetched are in {out} "
+                "(its failures list the missing ones)"
+            )
         return result
 
 

@@ -96,3 +96,25 @@ def test_interrupted_magic_binds_partial_result_and_says_what_is_missing(shell: 
         after = shell.run_cell("%ampprofile user=12345 cohorts", store_history=True)
     assert after.success
     assert list(after.result["cohort_id"]) == ["cohort1", "cohort3", "cohort7"]
+
+
+def test_interrupted_magic_without_out_keeps_the_finished_rows(shell: Any, emulator: Emulator) -> None:
+    """Without -o, an interrupted batch still keeps what it fetched, in the variable its error message names."""
+    magics = magics_of(shell)
+    magics.client.requests_per_minute = SLOW_PACE
+    shell.user_ns["ids"] = emulator.dataset.user_ids[:USERS]
+
+    with interrupt_after(INTERRUPT_AFTER) as fired, capture_output() as captured:
+        # props has one row per fetched profile, so rows and failures must add up to the batch.
+        outcome = shell.run_cell("%ampprofile --users ids props", store_history=True)
+    assert fired()
+
+    assert type(outcome.error_in_exec).__name__ == "BatchInterrupted"
+    assert "_ampprofile_partial" in str(outcome.error_in_exec)
+    partial = shell.user_ns["_ampprofile_partial"]
+    failures = partial.attrs["failures"]
+    fetched_users = set(partial["user_id"])
+    assert failures and {failure["kind"] for failure in failures} == {"not_fetched"}
+    assert len(fetched_users) + len(failures) == USERS
+    assert fetched_users.isdisjoint(failure["user_id"] for failure in failures)
+    assert "Traceback" not in captured.stdout
