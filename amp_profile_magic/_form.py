@@ -313,9 +313,9 @@ class ProfileForm:
         if invocation.out is not None and self.magics.shell is not None:
             self.magics.shell.user_ns[invocation.out] = result
             outputs.append(_text(f"{invocation.out} = {describe(result)}"))
-        shell = self.magics.shell
-        if shell is not None:
-            data, metadata = shell.display_formatter.format(result)
+        formatter = self.magics.shell.display_formatter if self.magics.shell is not None else None
+        if formatter is not None:
+            data, metadata = formatter.format(result)
         else:
             from IPython.core.formatters import format_display_data
 
@@ -341,7 +341,9 @@ def _magics_of(shell: InteractiveShell) -> AmpProfileMagics:
         shell.extension_manager.load_extension("amp_profile_magic")
     else:
         load(shell)
-    return next(item for item in shell.configurables if isinstance(item, AmpProfileMagics))
+    # IPython annotates configurables as a list of shells; it holds every Configurable.
+    configurables: list[Any] = shell.configurables
+    return next(item for item in configurables if isinstance(item, AmpProfileMagics))
 
 
 def profile_form(line: str = "", *, shell: InteractiveShell | None = None) -> ProfileForm:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool, Instance, Int
 
 from amp_profile_magic import _exceptions as exc
@@ -82,8 +82,8 @@ class AmpProfileMagics(Magics):
 
     # -- magics -------------------------------------------------------------------------------------------------
 
-    @line_magic
-    def ampprofile(self, line: str) -> Any:
+    @line_cell_magic
+    def ampprofile(self, line: str, cell: str | None = None) -> Any:
         """Look up Amplitude user profiles and get DataFrames back.
 
         Usage::
@@ -145,6 +145,8 @@ class AmpProfileMagics(Magics):
         ``%config AmpProfileMagics``; also ``ipython_config.py`` and the AMPLITUDE_SECRET_KEY and
         AMPLITUDE_PROFILE_URL environment variables.
         """
+        if cell is not None:
+            return self._run_cell(line, cell)
         if line.strip() == "--sections":
             return self._list_sections()
         invocation = self._parse(line, cell=False)
@@ -153,22 +155,6 @@ class AmpProfileMagics(Magics):
         users = self._ids_from("--users", invocation.users_expr)
         devices = self._ids_from("--devices", invocation.devices_expr)
         return self._run(invocation, self._checked(lambda: zip_identities(users, devices)), single=False)
-
-    @cell_magic("ampprofile")
-    def ampprofile_cell(self, line: str, cell: str) -> Any:
-        """Look up a batch of profiles: sections on the first line, one id per line in the body.
-
-        Body lines are ``user=ID``, ``device=ID``, both (``user=ID device=ID``) or a bare user id; blank lines
-        and ``#`` comments are skipped. See ``%ampprofile?`` for the sections and options::
-
-          In [1]: %%ampprofile recs=testRecId props -o batch
-             ...: 12345
-             ...: user-00001
-             ...: device=ffff-ffff-ffff-ffff
-        """
-        invocation = self._parse(line, cell=True)
-        identities = self._checked(lambda: parse_body(cell))
-        return self._run(invocation, identities, single=False)
 
     @line_magic
     def ampprofile_emulator(self, line: str) -> None:
@@ -355,6 +341,12 @@ class AmpProfileMagics(Magics):
             raise errors[0]
         if len(errors) == len(batch) and all(isinstance(error, SETUP_FAILURES) for error in errors):
             raise errors[0]
+
+    def _run_cell(self, line: str, cell: str) -> Any:
+        # %%ampprofile: sections on the first line, one id per line in the body.
+        invocation = self._parse(line, cell=True)
+        identities = self._checked(lambda: parse_body(cell))
+        return self._run(invocation, identities, single=False)
 
     def _run(self, invocation: Invocation, identities: list[Identity], *, single: bool) -> Any:
         from IPython.display import display

@@ -128,7 +128,7 @@ def test_help_shows_the_whole_grammar_with_examples(shell: Any) -> None:
     cell_doc = shell.find_cell_magic("ampprofile").__doc__
     assert "In [1]:" in line_doc
     assert "user=ID" in cell_doc
-    assert "In [1]: %%ampprofile" in cell_doc
+    assert "%%ampprofile recs=testRecId" in cell_doc
 
 
 def test_sections_option_lists_every_section(shell: Any) -> None:

@@ -114,7 +114,8 @@ def test_interrupted_magic_without_out_keeps_the_finished_rows(shell: Any, emula
     partial = shell.user_ns["_ampprofile_partial"]
     failures = partial.attrs["failures"]
     fetched_users = set(partial["user_id"])
-    assert failures and {failure["kind"] for failure in failures} == {"not_fetched"}
+    assert failures
+    assert {failure["kind"] for failure in failures} == {"not_fetched"}
     assert len(fetched_users) + len(failures) == USERS
     assert fetched_users.isdisjoint(failure["user_id"] for failure in failures)
     assert "Traceback" not in captured.stdout
