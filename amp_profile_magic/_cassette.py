@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 import httpx
 
 from ._exceptions import CassetteError
+from ._secret import redact
 
 __all__ = [
     "FORMAT_VERSION",
@@ -196,15 +197,6 @@ def _load(path: Path) -> dict[Key, list[dict[str, Any]]]:
     return answers
 
 
-def _redact(text: str, secret: str) -> str:
-    if not secret:
-        return text
-    # The JSON-escaped spelling too, for a key with characters JSON escapes.
-    for spelling in {secret, json.dumps(secret)[1:-1]}:
-        text = text.replace(spelling, REDACTED)
-    return text
-
-
 def _presented_key(request: httpx.Request) -> str:
     scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
     return key.strip() if scheme.lower() == "api-key" else ""
@@ -281,7 +273,7 @@ class CassetteTransport(httpx.BaseTransport):
                 "body": body.decode("utf-8", "replace"),
             },
         }
-        line = _redact(json.dumps(interaction, ensure_ascii=False), _presented_key(request))
+        line = redact(json.dumps(interaction, ensure_ascii=False), _presented_key(request), mask=REDACTED)
         self._recording.add(line)
 
     def _replay(self, key: Key, request: httpx.Request) -> httpx.Response:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +25,7 @@ from ._batch import BatchResult, Outcome
 from ._models import Profile, profile_from_responses
 from ._pacing import Cancelled, Pacer, kernel_pacer, sleep
 from ._query import ProfileQuery
-from ._secret import MASK, Secret, SecretTrait
+from ._secret import Secret, SecretTrait, redact
 
 if TYPE_CHECKING:
     import httpx
@@ -70,15 +71,6 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 def _header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
-
-
-def _redact(text: str, secret: str) -> str:
-    """``text`` with ``secret`` (and its JSON-escaped spelling) masked."""
-    if not secret:
-        return text
-    for spelling in {secret, json.dumps(secret)[1:-1]}:
-        text = text.replace(spelling, MASK)
-    return text
 
 
 def _snippet(text: str, limit: int = 200) -> str:
@@ -357,8 +349,6 @@ class ProfileClient(Configurable):
                 ) from error
             return error.retry_after
         ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
-        import random
-
         return random.uniform(0, ceiling)
 
     def _before_retry(self, state: tenacity.RetryCallState) -> None:
@@ -419,7 +409,7 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
     status = response.status_code
     # A proxy or a wrong endpoint may echo the request's headers in its body: mask the key before quoting it.
     # The key is revealed only inside _redact: a str local here would show in tracebacks with locals.
-    text = _redact(response.text, secret.reveal() if secret else "")
+    text = redact(response.text, secret.reveal() if secret else "")
     where = f"HTTP {status} from the Profile API"
     if UNKNOWN_USER_TEXT in text:
         raise exc.UnknownUser(f"{where}: {UNKNOWN_USER_TEXT}.", status=status, api_message=UNKNOWN_USER_TEXT)
@@ -432,7 +422,7 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
             retry_after=retry_after,
         )
     if status in REDIRECT_STATUSES:
-        location = _redact(response.headers.get("Location") or "", secret.reveal() if secret else "") or None
+        location = redact(response.headers.get("Location") or "", secret.reveal() if secret else "") or None
         raise exc.PlainHttpRedirect(
             f"{where}: redirected to {location or 'another URL'} (not followed, so the key is not resent).",
             status=status,
@@ -458,15 +448,13 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
     except ValueError as error:
         raise exc.MalformedResponse(f"{where} is not JSON: {_snippet(text, 80)!r}.", status=status) from error
     if isinstance(payload, dict) and "userData" not in payload and "error" in payload:
-        message = _redact(str(payload["error"]), secret.reveal() if secret else "")
+        message = redact(str(payload["error"]), secret.reveal() if secret else "")
         raise exc.UnexpectedResponse(f"{where}: {message}.", status=status, api_message=message)
     return payload
 
 
 def _error_text(text: str) -> str:
     """The API's ``{"error": ...}`` message when the body is that JSON, else the body itself."""
-    import json
-
     try:
         body = json.loads(text)
     except ValueError:

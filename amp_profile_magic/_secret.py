@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from traitlets import TraitError, TraitType
 
-__all__ = ["Secret", "SecretTrait"]
+__all__ = ["MASK", "Secret", "SecretTrait", "redact"]
 
 MASK = "********"
 
@@ -83,3 +84,12 @@ class SecretTrait(TraitType[Secret, Secret | str | None]):
 
     def default_value_repr(self) -> str:
         return f"${self._env} or unset"
+
+
+def redact(text: str, secret: str, *, mask: str = MASK) -> str:
+    """``text`` with ``secret``, and its JSON-escaped spelling, replaced by ``mask``."""
+    if not secret:
+        return text
+    for spelling in {secret, json.dumps(secret)[1:-1]}:
+        text = text.replace(spelling, mask)
+    return text
