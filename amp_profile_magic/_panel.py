@@ -38,7 +38,7 @@ def _title(error: exc.ProfileError) -> str:
 
 def _rows(error: exc.ProfileError) -> list[tuple[str, str]]:
     rows = [("What happened", error.message)]
-    if error.api_message:
+    if error.api_message and error.api_message not in error.message:
         rows.append(("The API said", error.api_message))
     if error.hint:
         rows.append(("What to do", error.hint))
