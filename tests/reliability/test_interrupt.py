@@ -67,18 +67,21 @@ def test_interrupted_lookup_many_keeps_finished_outcomes(client: ProfileClient, 
     assert profile.properties["library"] == "http/1.0"
 
 
+def _interrupted_cell(shell: Any, emulator: Emulator, source: str) -> tuple[Any, Any]:
+    """Run ``source`` as a slowly paced batch over ``ids`` and interrupt it part-way; return its result and output."""
+    magics_of(shell).client.requests_per_minute = SLOW_PACE
+    shell.user_ns["ids"] = emulator.dataset.user_ids[:USERS]
+    with interrupt_after(INTERRUPT_AFTER) as fired, capture_output() as captured:
+        outcome = shell.run_cell(source, store_history=True)
+    assert fired()
+    assert type(outcome.error_in_exec).__name__ == "BatchInterrupted"
+    return outcome, captured
+
+
 def test_interrupted_magic_binds_partial_result_and_says_what_is_missing(shell: Any, emulator: Emulator) -> None:
     """A cell interrupted mid-batch ends in error, binds the finished rows to -o, reports the missing count, and the
     next cell's lookup succeeds."""
-    magics = magics_of(shell)
-    magics.client.requests_per_minute = SLOW_PACE
-    shell.user_ns["ids"] = emulator.dataset.user_ids[:USERS]
-
-    with interrupt_after(INTERRUPT_AFTER) as fired, capture_output() as captured:
-        outcome = shell.run_cell("%ampprofile --users ids props cohorts -o partial", store_history=True)
-    assert fired()
-
-    assert type(outcome.error_in_exec).__name__ == "BatchInterrupted"
+    _, captured = _interrupted_cell(shell, emulator, "%ampprofile --users ids props cohorts -o partial")
     result = shell.user_ns["partial"]
     props, failures = result["props"], result.failures
     assert 0 < len(props) < USERS
@@ -91,7 +94,7 @@ def test_interrupted_magic_binds_partial_result_and_says_what_is_missing(shell: 
     assert f"{len(failures)} of {USERS} users not fetched" in shown
     assert "Traceback" not in shown
 
-    magics.client.requests_per_minute = 600_000
+    magics_of(shell).client.requests_per_minute = 600_000
     with capture_output():
         after = shell.run_cell("%ampprofile user=12345 cohorts", store_history=True)
     assert after.success
@@ -100,16 +103,8 @@ def test_interrupted_magic_binds_partial_result_and_says_what_is_missing(shell: 
 
 def test_interrupted_magic_without_out_keeps_the_finished_rows(shell: Any, emulator: Emulator) -> None:
     """Without -o, an interrupted batch still keeps what it fetched, in the variable its error message names."""
-    magics = magics_of(shell)
-    magics.client.requests_per_minute = SLOW_PACE
-    shell.user_ns["ids"] = emulator.dataset.user_ids[:USERS]
-
-    with interrupt_after(INTERRUPT_AFTER) as fired, capture_output() as captured:
-        # props has one row per fetched profile, so rows and failures must add up to the batch.
-        outcome = shell.run_cell("%ampprofile --users ids props", store_history=True)
-    assert fired()
-
-    assert type(outcome.error_in_exec).__name__ == "BatchInterrupted"
+    # props has one row per fetched profile, so rows and failures must add up to the batch.
+    outcome, captured = _interrupted_cell(shell, emulator, "%ampprofile --users ids props")
     assert "_ampprofile_partial" in str(outcome.error_in_exec)
     partial = shell.user_ns["_ampprofile_partial"]
     failures = partial.attrs["failures"]
