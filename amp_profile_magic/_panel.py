@@ -69,12 +69,13 @@ class CellFailed(Exception):
     """Ends the cell in error after the panel was shown, with one short line instead of a traceback."""
 
     def __init__(self, error: exc.ProfileError) -> None:
-        super().__init__(f"{_title(error)}: {error.message}")
+        super().__init__(f"{type(error).__name__}: {error.message}")
         self.error = error
 
     def _render_traceback_(self) -> list[str]:
-        # IPython calls this instead of formatting a traceback; the panel above already says the rest.
-        return [f"AmpProfileError: {self.args[0]}"]
+        # IPython calls this instead of formatting a traceback; the panel above already says the rest, so one line
+        # naming the failure's class (what `except` would catch in Python) is enough.
+        return [str(self)]
 
 
 def display_error(error: exc.ProfileError) -> None:

@@ -122,8 +122,9 @@ def test_failure_shows_panel_and_ends_cell_in_error(run: Any, magics: Any, emula
     assert done.result.success is False
     assert isinstance(done.result.error_in_exec, CellFailed)
     _panel_checks(done, case, emulator.api_key)
-    # One short line replaces the traceback.
-    assert f"AmpProfileError: {case.title}:" in done.stdout
+    # One short line, naming the failure's class, replaces the traceback.
+    error = done.result.error_in_exec.error
+    assert f"{type(error).__name__}: {error.message}" in done.stdout
     if case.requests is not None:
         assert len(emulator.requests) == case.requests
 
@@ -144,7 +145,7 @@ def test_raise_errors_false_shows_the_panel_only(run: Any, magics: Any, emulator
     assert done.result.success is True
     assert done.result.result is None
     _panel_checks(done, CASES["unknown user"], emulator.api_key)
-    assert "AmpProfileError" not in done.stdout
+    assert "UnknownUser:" not in done.stdout
 
 
 def test_config_raise_errors_false_from_config_magic(run: Any, emulator: Emulator) -> None:
