@@ -22,10 +22,11 @@ import os
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -293,7 +294,7 @@ class CassetteTransport(httpx.BaseTransport):
 
 
 def cassette_transport(
-    inner: httpx.BaseTransport | None, *, path: str, mode: str, limits: httpx.Limits
+    inner: httpx.BaseTransport | None, *, path: str, mode: str, limits: httpx.Limits, endpoint: str
 ) -> httpx.BaseTransport | None:
     """``inner`` wrapped for ``mode`` (``"off"`` leaves it as is); recording builds a default one if needed."""
     if mode == "off":
@@ -301,5 +302,18 @@ def cassette_transport(
     if not path:
         raise CassetteError(f"ProfileClient.cassette_mode is {mode!r} but ProfileClient.cassette names no file.")
     if mode == "record" and inner is None:
-        inner = httpx.HTTPTransport(limits=limits)
+        inner = httpx.HTTPTransport(limits=limits, proxy=environment_proxy(endpoint))
     return CassetteTransport(path=path, mode=mode, inner=inner)
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY / ALL_PROXY / NO_PROXY choose for ``url``, as httpx would without a transport.
+
+    Recording hands httpx a transport of its own, which switches off httpx's reading of these variables; an author
+    recording against the real API from behind a corporate proxy still needs it.
+    """
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all")

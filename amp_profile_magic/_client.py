@@ -372,7 +372,11 @@ class ProfileClient(Configurable):
                     base_url=self.endpoint.rstrip("/"),
                     timeout=self.timeout,
                     transport=cassette_transport(
-                        self._transport, path=self.cassette, mode=self.cassette_mode, limits=limits
+                        self._transport,
+                        path=self.cassette,
+                        mode=self.cassette_mode,
+                        limits=limits,
+                        endpoint=self.endpoint,
                     ),
                     follow_redirects=False,
                     limits=limits,

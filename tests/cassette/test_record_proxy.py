@@ -1,0 +1,123 @@
+"""Recording goes through the proxy the environment names, as httpx does when it builds its own transport."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from amp_profile_magic import ProfileClient
+from amp_profile_magic._cassette import environment_proxy
+from amp_profile_magic.emulator import Emulator
+
+from .conftest import FAST
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
+
+
+class ForwardProxy(ThreadingHTTPServer):
+    """A plain-HTTP forward proxy on loopback that remembers the absolute URLs it forwarded."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ForwardingHandler)
+        self.forwarded: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ForwardingHandler(BaseHTTPRequestHandler):
+    server: ForwardProxy
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        target = urlsplit(self.path)  # a forward proxy receives the absolute URL
+        self.server.forwarded.append(self.path)
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=5)
+        headers = {name: value for name, value in self.headers.items() if name.lower() != "proxy-connection"}
+        upstream.request("GET", f"{target.path}?{target.query}", headers=headers)
+        answer = upstream.getresponse()
+        body = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    """A forward proxy serving on a background thread for one test."""
+    server = ForwardProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sets exactly the proxy variables it is about."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_recording_sends_through_the_environment_proxy(
+    emulator: Emulator, proxy: ForwardProxy, cassette: Path, closed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, a recording client's request reaches the API through that proxy and is recorded."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    client = ProfileClient(
+        endpoint=emulator.url, api_key=emulator.api_key, cassette=str(cassette), cassette_mode="record", **FAST
+    )
+    profile = client.lookup(user_id="12345", cohorts=True)
+    client.close()
+
+    assert profile.cohort_ids == ("cohort1", "cohort3", "cohort7")
+    assert len(proxy.forwarded) == 1
+    assert proxy.forwarded[0].startswith(f"{emulator.url}/v1/userprofile?")
+    replayer = ProfileClient(endpoint=closed_url, cassette=str(cassette), cassette_mode="replay", **FAST)
+    assert replayer.lookup(user_id="12345", cohorts=True) == profile
+
+
+def test_no_proxy_keeps_recording_direct(
+    emulator: Emulator, proxy: ForwardProxy, cassette: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host listed in NO_PROXY is recorded directly, past the proxy."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = ProfileClient(
+        endpoint=emulator.url, api_key=emulator.api_key, cassette=str(cassette), cassette_mode="record", **FAST
+    )
+    client.lookup(user_id="12345", cohorts=True)
+    client.close()
+
+    assert proxy.forwarded == []
+    assert emulator.request_count == 1
+
+
+def test_environment_proxy_picks_by_scheme_and_falls_back_to_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY applies to https endpoints, ALL_PROXY to any scheme without its own, NO_PROXY exempts hosts."""
+    assert environment_proxy("https://profile-api.amplitude.com") is None
+    monkeypatch.setenv("ALL_PROXY", "http://all.proxy.invalid:3128")
+    assert environment_proxy("https://profile-api.amplitude.com") == "http://all.proxy.invalid:3128"
+    monkeypatch.setenv("HTTPS_PROXY", "http://tls.proxy.invalid:3128")
+    assert environment_proxy("https://profile-api.amplitude.com") == "http://tls.proxy.invalid:3128"
+    monkeypatch.setenv("NO_PROXY", "amplitude.com")
+    assert environment_proxy("https://profile-api.amplitude.com") is None
