@@ -314,6 +314,6 @@ def environment_proxy(url: str) -> str | None:
     """
     parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
-    if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
         return None
     return proxies.get(parts.scheme) or proxies.get("all")
