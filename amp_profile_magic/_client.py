@@ -73,6 +73,10 @@ def _header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
+def _not_fetched(query: ProfileQuery) -> exc.NotFetched:
+    return exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
+
+
 def _snippet(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -263,13 +267,7 @@ class ProfileClient(Configurable):
             finally:
                 # In-flight requests finish in the background (bounded by the timeout); nothing waits for them.
                 pool.shutdown(wait=not interrupted, cancel_futures=True)
-        outcomes = tuple(
-            finished.get(query)
-            or Outcome(
-                query, error=exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
-            )
-            for query in ordered
-        )
+        outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
         return BatchResult(outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted)
 
     def close(self) -> None:
@@ -287,9 +285,7 @@ class ProfileClient(Configurable):
         except exc.ProfileError as error:
             return Outcome(query, error=error)
         except Cancelled:
-            return Outcome(
-                query, error=exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
-            )
+            return Outcome(query, error=_not_fetched(query))
 
     def _lookup(self, query: ProfileQuery, cancel: threading.Event | None) -> Profile:
         self._check_settings()

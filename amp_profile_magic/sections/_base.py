@@ -75,10 +75,6 @@ class Section(ABC):
         """The form controls for this section; none by default, so a section without them is magic-only."""
         return ()
 
-    def tokens(self, query: ProfileQuery) -> list[str]:
-        """The grammar tokens that reproduce this section of ``query`` (for the form's equivalent line)."""
-        return []
-
 
 def split_ids(keyword: str, value: str | None) -> tuple[str, ...]:
     """Split ``a,b,c`` into ids, refusing a missing value or empty ids."""

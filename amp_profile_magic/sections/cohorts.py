@@ -45,6 +45,3 @@ class CohortsSection(Section):
 
     def controls(self) -> tuple[Control, ...]:
         return (Control(keyword="cohorts", label="Cohort memberships", kind="toggle", default=False),)
-
-    def tokens(self, query: ProfileQuery) -> list[str]:
-        return ["cohorts"] if query.cohorts else []

@@ -61,8 +61,3 @@ class CompsSection(Section):
                 bare_word="all",
             ),
         )
-
-    def tokens(self, query: ProfileQuery) -> list[str]:
-        if query.comp_ids:
-            return [f"comps={','.join(query.comp_ids)}"]
-        return ["comps"] if query.comps else []

@@ -73,11 +73,3 @@ class PropensitySection(Section):
                 default="score",
             ),
         )
-
-    def tokens(self, query: ProfileQuery) -> list[str]:
-        if not query.prediction_ids:
-            return []
-        tokens = [f"propensity={','.join(query.prediction_ids)}"]
-        if query.propensity_type != "score":
-            tokens.append(f"propensity_type={query.propensity_type}")
-        return tokens

@@ -36,9 +36,6 @@ class PropsSection(Section):
     def controls(self) -> tuple[Control, ...]:
         return (Control(keyword="props", label="User properties", kind="toggle", default=False),)
 
-    def tokens(self, query: ProfileQuery) -> list[str]:
-        return ["props"] if query.props else []
-
 
 def properties_frame(profiles: Sequence[Profile], values: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per profile: identity columns, then every key seen in any profile, in first-seen order."""

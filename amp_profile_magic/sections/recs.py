@@ -80,11 +80,3 @@ class RecsSection(Section):
             Control(keyword="recs", label="Recommendations", kind="ids", placeholder="rec ids, comma-separated"),
             Control(keyword="rec_type", label="Rec type", kind="choice", options=("", *REC_TYPES), default=""),
         )
-
-    def tokens(self, query: ProfileQuery) -> list[str]:
-        if not query.rec_ids:
-            return []
-        tokens = [f"recs={','.join(query.rec_ids)}"]
-        if query.rec_type:
-            tokens.append(f"rec_type={query.rec_type}")
-        return tokens

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 from amp_profile_magic import ProfileClient
 from amp_profile_magic.emulator import Emulator
@@ -24,16 +23,6 @@ def _no_cassette_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AMPLITUDE_PROFILE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _forget_config_magic() -> Iterator[None]:
-    """Drop what %config set on our classes: it lives in the singleton shell's Config, which outlives a test."""
-    yield
-    if InteractiveShell.initialized():
-        config = InteractiveShell.instance().config
-        for section in ("AmpProfileMagics", "ProfileClient"):
-            config.pop(section, None)
 
 
 @pytest.fixture
