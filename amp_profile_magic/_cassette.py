@@ -22,14 +22,14 @@ import os
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 
+from ._body import read_body
 from ._exceptions import CassetteError
 from ._secret import redact
 
@@ -180,22 +180,74 @@ def _load(path: Path) -> dict[Key, list[dict[str, Any]]]:
             f"The {where} does not exist. Record it first: run the notebook with the secret key set and "
             "AMPLITUDE_PROFILE_CASSETTE_MODE=record (or %ampprofile_cassette record PATH)."
         ) from None
+    except UnicodeDecodeError as error:
+        raise CassetteError(f"The {where} is not UTF-8 text (byte {error.start}).") from None
     except OSError as error:
-        raise CassetteError(f"Cannot read the {where}: {error.strerror or error}.") from error
+        raise CassetteError(f"Cannot read the {where}: {error.strerror or error}.") from None
     try:
         document = json.loads(text)
-        if document.get("amp_profile_magic_cassette") != FORMAT_VERSION:
-            raise ValueError(f"not an amp_profile_magic cassette of format {FORMAT_VERSION}")
-        answers: dict[Key, list[dict[str, Any]]] = {}
-        for interaction in document["interactions"]:
-            request, response = interaction["request"], interaction["response"]
-            key = request_key(request["method"], request["path"], ((str(k), str(v)) for k, v in request["query"]))
-            if not isinstance(response["status"], int) or not isinstance(response["body"], str):
-                raise ValueError("a response needs an integer status and a text body")
-            answers.setdefault(key, []).append(response)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CassetteError(f"The {where} is not a valid cassette: {error}.") from error
+    except ValueError as error:
+        raise CassetteError(f"The {where} is not valid JSON: {error}.") from None
+    if not isinstance(document, dict) or document.get("amp_profile_magic_cassette") != FORMAT_VERSION:
+        raise CassetteError(f"The {where} is not an amp_profile_magic cassette of format {FORMAT_VERSION}.")
+    interactions = document.get("interactions")
+    if not isinstance(interactions, list):
+        raise CassetteError(f"The {where} has no list of interactions.")
+    answers: dict[Key, list[dict[str, Any]]] = {}
+    for number, interaction in enumerate(interactions, start=1):
+        try:
+            key, response = _entry(interaction)
+        except _BadEntry as error:
+            raise CassetteError(f"The {where} has a broken entry {number}{error.where}: {error.problem}.") from None
+        answers.setdefault(key, []).append(response)
     return answers
+
+
+class _BadEntry(Exception):
+    def __init__(self, problem: str, where: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.where = where
+
+
+def _entry(interaction: Any) -> tuple[Key, dict[str, Any]]:
+    """One interaction's request key and response, checked so that replaying it cannot fail in httpx."""
+    if not isinstance(interaction, dict):
+        raise _BadEntry("an entry must be an object with a request and a response")
+    request, response = interaction.get("request"), interaction.get("response")
+    if not isinstance(request, dict) or not isinstance(response, dict):
+        raise _BadEntry("an entry must be an object with a request and a response")
+    method, path, query = request.get("method"), request.get("path"), request.get("query", [])
+    if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
+        raise _BadEntry("its request needs a method and a path starting with /")
+    if not isinstance(query, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair) for pair in query
+    ):
+        raise _BadEntry("its request's query must be a list of [name, value] text pairs")
+    key = request_key(method, path, ((name, value) for name, value in query))
+    where = f" ({describe_key(key)[:120]})"
+    status, headers, body = response.get("status"), response.get("headers") or {}, response.get("body")
+    if type(status) is not int or not 100 <= status <= 599:
+        raise _BadEntry(f"its status {status!r} is not an HTTP status (an integer from 100 to 599)", where)
+    if not isinstance(body, str):
+        raise _BadEntry("its response body must be text", where)
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _BadEntry("its response body holds an unpaired surrogate escape (\\ud800 to \\udfff)", where) from None
+    if not isinstance(headers, dict):
+        raise _BadEntry("its response headers must be an object of name: value text", where)
+    for name, value in headers.items():
+        if not isinstance(value, str) or not name or not _header_text(name) or not _header_text(value):
+            raise _BadEntry(f"its response header {name!r} is not one line of printable ASCII text", where)
+        if name.lower() in _FRAMING_HEADERS:
+            raise _BadEntry(f"its response header {name!r} describes framing, but the body is stored decoded", where)
+    return key, {"status": status, "headers": headers, "body": body}
+
+
+def _header_text(text: str) -> bool:
+    # httpx encodes header text as ASCII; a line break would end the header early.
+    return text.isascii() and (text.isprintable() or not text)
 
 
 def _presented_key(request: httpx.Request) -> str:
@@ -244,7 +296,7 @@ class CassetteTransport(httpx.BaseTransport):
             return self._replay(key, request)
         response = self._inner.handle_request(request)
         try:
-            body = response.read()
+            body = read_body(response)  # capped like any answer the client reads
         finally:
             response.close()
         self._record(key, request, response, body)
@@ -293,27 +345,10 @@ class CassetteTransport(httpx.BaseTransport):
         )
 
 
-def cassette_transport(
-    inner: httpx.BaseTransport | None, *, path: str, mode: str, limits: httpx.Limits, endpoint: str
-) -> httpx.BaseTransport | None:
-    """``inner`` wrapped for ``mode`` (``"off"`` leaves it as is); recording builds a default one if needed."""
+def cassette_transport(inner: httpx.BaseTransport | None, *, path: str, mode: str) -> httpx.BaseTransport | None:
+    """``inner`` wrapped for ``mode`` (``"off"`` leaves it as is); recording sends through ``inner``."""
     if mode == "off":
         return inner
     if not path:
         raise CassetteError(f"ProfileClient.cassette_mode is {mode!r} but ProfileClient.cassette names no file.")
-    if mode == "record" and inner is None:
-        inner = httpx.HTTPTransport(limits=limits, proxy=environment_proxy(endpoint))
     return CassetteTransport(path=path, mode=mode, inner=inner)
-
-
-def environment_proxy(url: str) -> str | None:
-    """The proxy that HTTP(S)_PROXY / ALL_PROXY / NO_PROXY choose for ``url``, as httpx would without a transport.
-
-    Recording hands httpx a transport of its own, which switches off httpx's reading of these variables; an author
-    recording against the real API from behind a corporate proxy still needs it.
-    """
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return None
-    return proxies.get(parts.scheme) or proxies.get("all")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from traitlets import Enum, Float, Int, Unicode, default, observe
+from traitlets import Enum, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets.config import Configurable
 
 from . import _exceptions as exc
 from ._batch import BatchResult, Outcome
 from ._models import Profile, profile_from_responses
 from ._pacing import Cancelled, Pacer, kernel_pacer, sleep
+from ._proxy import Proxy, is_loopback
 from ._query import ProfileQuery
 from ._secret import Secret, SecretTrait, redact
 
@@ -41,15 +42,6 @@ UNKNOWN_USER_TEXT = "User id and device id not seen before"
 THROTTLED_TEXT = "Number of requests per minute exceeds"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CASSETTE_MODES = ("off", "record", "replay")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -105,9 +97,12 @@ class ProfileClient(Configurable):
         help="The project's secret key (not its API key). Defaults to $AMPLITUDE_SECRET_KEY. Never displayed.",
     ).tag(config=True)
 
-    timeout = Float(10.0, min=0.001, help="Seconds to wait for each HTTP request before it counts as timed out.").tag(
-        config=True
-    )
+    timeout = Float(
+        10.0,
+        help="Seconds one HTTP request may take, from connecting to the answer's last byte, before it counts as "
+        "timed out (and is retried). A lookup ends within timeout × (max_retries + 1) plus backoff; pacing and "
+        "throttle holds come on top.",
+    ).tag(config=True)
 
     max_retries = Int(
         # Five retries keep a batch above 99.5% success, with margin, even when ~30% of attempts fail
@@ -120,19 +115,19 @@ class ProfileClient(Configurable):
 
     backoff_initial = Float(
         0.5,
-        min=0.0,
         help="Upper bound, in seconds, of the first retry's random (full-jitter) backoff; doubles per retry.",
     ).tag(config=True)
 
-    backoff_max = Float(30.0, min=0.0, help="Longest backoff between two attempts, in seconds.").tag(config=True)
+    backoff_max = Float(30.0, help="Longest backoff between two attempts, in seconds.").tag(config=True)
 
     max_retry_after = Float(
-        120.0, min=0.0, help="Longest Retry-After the client honours, in seconds; a longer one fails the request."
+        120.0,
+        help="Longest Retry-After the client honours, in seconds; a longer one fails the request. While a "
+        "Retry-After runs, every request of this kernel waits (Ctrl-C ends the wait).",
     ).tag(config=True)
 
     requests_per_minute = Float(
         600.0,
-        min=0.001,
         help="Most requests this kernel sends in any rolling minute, spread evenly. The API's limit (600) is per "
         "organisation and shared by all its jobs: lower this when others use the API too.",
     ).tag(config=True)
@@ -162,8 +157,22 @@ class ProfileClient(Configurable):
         self._transport = transport
         self._pacer = pacer or kernel_pacer()
         self._http: httpx.Client | None = None
+        self._proxy: Proxy | None = None
         self._http_lock = threading.Lock()
         super().__init__(**kwargs)
+
+    @validate("timeout", "backoff_initial", "backoff_max", "max_retry_after", "requests_per_minute")
+    def _positive_and_finite(self, proposal: Mapping[str, Any]) -> float:
+        # NaN passes traitlets' min= checks (every comparison with it is false), and then a NaN rate busy-spins the
+        # pacer and a NaN backoff waits forever; infinity waits forever too.
+        value = float(proposal["value"])
+        name = proposal["trait"].name
+        if not math.isfinite(value) or value <= 0:
+            unit = "requests a minute" if name == "requests_per_minute" else "seconds"
+            raise TraitError(
+                f"ProfileClient.{name} must be a positive, finite number of {unit}, not {proposal['value']!r}."
+            )
+        return value
 
     @default("endpoint")
     def _default_endpoint(self) -> str:
@@ -226,13 +235,15 @@ class ProfileClient(Configurable):
         queries: Iterable[ProfileQuery],
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> BatchResult:
         """Look up many users concurrently (up to ``max_concurrency`` in flight, paced) and account for each.
 
         Returns a :class:`BatchResult` with one outcome per query, in input order. Duplicate queries are sent
         once. A failing user never stops the batch. On ``KeyboardInterrupt`` the finished outcomes are kept, the
         rest are marked :class:`NotFetched`, and the client stays usable. ``on_outcome`` is called in the calling
-        thread as each unique query finishes (for progress bars).
+        thread as each unique query finishes (for progress bars); ``on_wait`` is called there too with the seconds
+        left of a kernel-wide throttle hold (``Retry-After``) whenever they change, and with 0 when it ends.
         """
         ordered = list(queries)
         unique = list(dict.fromkeys(ordered))
@@ -250,7 +261,13 @@ class ProfileClient(Configurable):
             try:
                 for query in unique:
                     pool.submit(self._outcome, query, cancel).add_done_callback(completed.put)
+                shown_hold = 0
                 while len(finished) < len(unique):
+                    if on_wait is not None:
+                        hold = math.ceil(self._pacer.hold_remaining())
+                        if hold != shown_hold:
+                            shown_hold = hold
+                            on_wait(float(hold))
                     try:
                         # A timed get returns to the interpreter regularly, so Ctrl-C is seen within 0.2 s.
                         future = completed.get(timeout=0.2)
@@ -265,7 +282,8 @@ class ProfileClient(Configurable):
                 cancel.set()
                 log.warning("Batch interrupted: %d of %d lookups finished.", len(finished), len(unique))
             finally:
-                # In-flight requests finish in the background (bounded by the timeout); nothing waits for them.
+                # In-flight requests see the cancel event at their next socket wait (a quarter second at most) and
+                # close their connections; nothing waits for them here.
                 pool.shutdown(wait=not interrupted, cancel_futures=True)
         outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
         return BatchResult(outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted)
@@ -283,7 +301,8 @@ class ProfileClient(Configurable):
         try:
             return Outcome(query, profile=self._lookup(query, cancel))
         except exc.ProfileError as error:
-            return Outcome(query, error=error)
+            # A batch keeps its failures as long as its result lives: their frames would keep each response too.
+            return Outcome(query, error=error.with_traceback(None))
         except Cancelled:
             return Outcome(query, error=_not_fetched(query))
 
@@ -298,7 +317,7 @@ class ProfileClient(Configurable):
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise exc.InsecureEndpoint(f"ProfileClient.endpoint {self.endpoint!r} is not an http(s) URL.")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise exc.InsecureEndpoint(f"Refusing to send the secret key over plain HTTP to {parts.hostname}.")
         if not self.api_key and self.cassette_mode != "replay":
             raise exc.MissingKey("No secret key is configured.")
@@ -328,7 +347,7 @@ class ProfileClient(Configurable):
             with attempt:
                 if self.cassette_mode != "replay":  # a replay sends nothing, so it spends none of the API's budget
                     self._pacer.acquire(self.requests_per_minute, cancel)
-                return self._send(params)
+                return self._send(params, cancel)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _backoff(self, state: tenacity.RetryCallState) -> float:
@@ -342,7 +361,7 @@ class ProfileClient(Configurable):
                     status=error.status,
                     api_message=error.api_message,
                     retry_after=error.retry_after,
-                ) from error
+                ) from None
             return error.retry_after
         ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
         return random.uniform(0, ceiling)
@@ -358,25 +377,34 @@ class ProfileClient(Configurable):
     def _client(self) -> httpx.Client:
         import httpx
 
+        from ._body import ACCEPT_ENCODING
         from ._cassette import cassette_transport
+        from ._deadline import install
+        from ._logfilter import install as install_log_filter
+        from ._proxy import proxy_for
 
+        install_log_filter(self.api_key)
         with self._http_lock:
             if self._http is None:
                 limit = max(self.max_concurrency, 1)
                 limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+                transport = self._transport
+                self._proxy = None
+                if transport is None and self.cassette_mode != "replay":
+                    # Our own transport, so httpx reads no proxy variables itself: _proxy chooses, and never
+                    # sends a loopback endpoint (the emulator) to a proxy, where the key would travel in plain text.
+                    self._proxy = proxy_for(self.endpoint)
+                    network = httpx.HTTPTransport(limits=limits, proxy=self._proxy.url if self._proxy else None)
+                    install(network)
+                    transport = network
                 self._http = httpx.Client(
                     base_url=self.endpoint.rstrip("/"),
                     timeout=self.timeout,
-                    transport=cassette_transport(
-                        self._transport,
-                        path=self.cassette,
-                        mode=self.cassette_mode,
-                        limits=limits,
-                        endpoint=self.endpoint,
-                    ),
+                    transport=cassette_transport(transport, path=self.cassette, mode=self.cassette_mode),
                     follow_redirects=False,
                     limits=limits,
-                    headers={"User-Agent": "amp_profile_magic"},
+                    trust_env=False,
+                    headers={"User-Agent": "amp_profile_magic", "Accept-Encoding": ACCEPT_ENCODING},
                     # Through auth, not a headers dict per call: that dict would be a local in every httpx frame
                     # of a chained traceback, and tracebacks with locals (%xmode Verbose) would print the key.
                     auth=self._authorize,
@@ -387,22 +415,119 @@ class ProfileClient(Configurable):
         request.headers["Authorization"] = f"Api-Key {self.api_key.reveal()}"
         return request
 
-    def _send(self, params: tuple[tuple[str, str], ...]) -> Any:
-        """Send one request and return its JSON body; the single place where httpx errors become ours."""
+    def _send(self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None = None) -> Any:
+        """Send one request and return its JSON body; the one place where foreign errors become ours.
+
+        The request gets ``timeout`` seconds in all, and its body at most MAX_BODY_BYTES. Every error leaves without
+        a cause or context: httpx's and httpcore's frames hold the request and its key.
+        """
         import httpx
+
+        from ._body import BadEncoding, TooLarge
+        from ._deadline import Expired
 
         http = self._client()
         started = time.monotonic()
+        failure: exc.ProfileError | None = None
+        interrupted = False
         try:
-            response = http.get(API_PATH, params=params)
-        except httpx.TimeoutException as error:
-            raise exc.RequestTimeout(f"No answer from {self.endpoint} within {self.timeout:g}s.") from error
-        except httpx.TransportError as error:
-            raise exc.ConnectionFailed(
-                f"Could not reach {self.endpoint}: {type(error).__name__}: {error or 'connection dropped'}."
-            ) from error
+            response = self._fetch(http, params, deadline=started + self.timeout, cancel=cancel)
+        except KeyboardInterrupt:
+            interrupted = True
+        except (
+            exc.ProfileError,
+            httpx.HTTPError,
+            httpx.InvalidURL,
+            httpx.StreamError,
+            Expired,
+            TooLarge,
+            BadEncoding,
+        ) as error:
+            failure = _bare(error) if isinstance(error, exc.ProfileError) else self._translate(error, params)
+        if interrupted:
+            # Ctrl-C mid-request: a fresh KeyboardInterrupt, so the one raised deep in httpcore (whose frames hold
+            # the request) is not what IPython shows.
+            raise KeyboardInterrupt
+        if failure is not None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled  # the batch was interrupted: this user is not fetched, not failed
+            raise failure
         log.debug("GET %s -> %d in %.3fs", response.url, response.status_code, time.monotonic() - started)
-        return _payload(response, self.api_key)
+        try:
+            return _payload(response, self.api_key)
+        except exc.ProfileError as error:
+            failure = _bare(error)
+        raise failure
+
+    def _fetch(
+        self,
+        http: httpx.Client,
+        params: tuple[tuple[str, str], ...],
+        *,
+        deadline: float,
+        cancel: threading.Event | None,
+    ) -> httpx.Response:
+        from ._body import read_body, settled
+        from ._deadline import deadline_scope
+
+        request = http.build_request("GET", API_PATH, params=params, timeout=self.timeout)
+        with deadline_scope(deadline, cancel):
+            streamed = http.send(request, stream=True)
+            try:
+                body = read_body(streamed)
+            finally:
+                # Unread, the connection is dropped rather than pooled: its pool slot is free at once either way.
+                streamed.close()
+        return settled(streamed, body)
+
+    def _translate(self, error: Exception, params: tuple[tuple[str, str], ...]) -> exc.ProfileError:
+        """The package's exception for a foreign one raised while sending (httpx's, or the body reader's)."""
+        import httpx
+
+        from ._body import MAX_BODY_BYTES, BadEncoding, TooLarge
+        from ._deadline import Expired
+
+        where = f"HTTP answer from {self.endpoint}"
+        detail = _mask(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__, self.api_key)
+        if isinstance(error, (Expired, httpx.TimeoutException)):
+            return exc.RequestTimeout(f"No complete answer from {self.endpoint} within {self.timeout:g}s.")
+        if isinstance(error, TooLarge):
+            return exc.ResponseTooLarge(
+                f"The {where} is over {MAX_BODY_BYTES:,} bytes (at least {error.size:,}); it was not read further."
+            )
+        if isinstance(error, (BadEncoding, httpx.DecodingError)):
+            return exc.MalformedResponse(f"The {where} cannot be decoded: {_mask(str(error), self.api_key)}.")
+        if isinstance(error, httpx.InvalidURL):
+            name, value = max(params, key=lambda pair: len(pair[1]), default=("query", ""))
+            return exc.InvalidQuery(name, f"too long to send in a URL ({len(value):,} characters): {error}")
+        if self._proxy is not None and isinstance(error, (httpx.ProxyError, httpx.ConnectError)):
+            status = _proxy_status(error)
+            return exc.ProxyFailed(
+                f"Could not reach {self.endpoint} through {self._proxy.describe()}: {detail}.", status=status
+            )
+        if isinstance(error, httpx.TransportError):
+            return exc.ConnectionFailed(f"Could not reach {self.endpoint}: {detail or 'connection dropped'}.")
+        return exc.UnexpectedResponse(f"The request to {self.endpoint} failed: {detail}.")
+
+
+def _bare(error: exc.ProfileError) -> exc.ProfileError:
+    """``error`` without the cause and context that would carry foreign frames (and the key in their locals)."""
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error
+
+
+def _mask(text: str, secret: Secret) -> str:
+    from ._logfilter import mask
+
+    return mask(redact(text, secret.reveal()))
+
+
+def _proxy_status(error: Exception) -> int | None:
+    # httpcore reports a refused CONNECT as "407 Proxy Authentication Required".
+    head = str(error).split(" ", 1)[0]
+    return int(head) if head.isdigit() and len(head) == 3 else None
 
 
 def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:

@@ -18,13 +18,16 @@ The hierarchy::
     │   ├── Throttled                (over the organisation's requests per minute) *
     │   ├── ServerUnavailable        (5xx) *
     │   ├── MalformedResponse        (a body that is not the documented JSON)
+    │   │   └── ResponseTooLarge     (a body over the size cap, not read past it)
     │   ├── UnexpectedResponse       (any other status)
     │   ├── RequestTimeout           *
     │   └── ConnectionFailed         *
+    │       └── ProxyFailed          (the proxy the environment names failed the connection) *
     └── NotFetched                   (a batch was interrupted before this user was sent)
 
-Classes marked * are retried with backoff. Every message says what happened and what to do, and none carries the
-secret key: messages are built from statuses, bodies and URLs, never from request headers.
+Classes marked * are retried with backoff (ProxyFailed not on 407). Every message says what happened and what to do,
+and none carries the secret key: messages are built from statuses, bodies and URLs, never from request headers. No
+exception leaving the package has a cause or context from httpx: their frames hold the request, key included.
 """
 
 from __future__ import annotations
@@ -44,13 +47,18 @@ __all__ = [
     "NotFetched",
     "PlainHttpRedirect",
     "ProfileError",
+    "ProxyFailed",
     "RequestTimeout",
+    "ResponseTooLarge",
     "ServerUnavailable",
     "Throttled",
     "UnexpectedResponse",
     "UnknownUser",
     "UnsupportedRegion",
 ]
+
+#: Longest API message a failure keeps: an error body can be megabytes, and a batch may keep thousands of failures.
+MAX_API_MESSAGE = 1_000
 
 KEY_HINT = (
     "Set the project's secret key with the AMPLITUDE_SECRET_KEY environment variable or "
@@ -72,6 +80,8 @@ class ProfileError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+        if api_message is not None and len(api_message) > MAX_API_MESSAGE:
+            api_message = f"{api_message[:MAX_API_MESSAGE]}… ({len(api_message) - MAX_API_MESSAGE:,} more characters)"
         self.api_message = api_message
 
     def __str__(self) -> str:
@@ -209,6 +219,13 @@ class MalformedResponse(ApiError):
     hint = "Check ProfileClient.endpoint: something other than the Profile API may be answering."
 
 
+class ResponseTooLarge(MalformedResponse):
+    """The answer's body is larger than any User Profile API answer; it was not read past the cap."""
+
+    kind = "response_too_large"
+    hint = "Check ProfileClient.endpoint: a Profile API answer is a few kB, so something else may be answering."
+
+
 class UnexpectedResponse(ApiError):
     """The API answered with a status this client does not know."""
 
@@ -230,6 +247,18 @@ class ConnectionFailed(ApiError):
     kind = "connection_failed"
     retryable = True
     hint = "Check the network and ProfileClient.endpoint."
+
+
+class ProxyFailed(ConnectionFailed):
+    """The proxy named by HTTPS_PROXY / ALL_PROXY refused or failed the connection to the API (the proxy's error)."""
+
+    kind = "proxy"
+    hint = "Check the proxy variable the message names, or list the API's host in NO_PROXY to go around the proxy."
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        # Retrying with the same credentials cannot satisfy a proxy that asks for them.
+        self.retryable = status != 407
 
 
 class NotFetched(ProfileError):

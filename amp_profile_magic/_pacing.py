@@ -29,7 +29,7 @@ class Pacer:
 
     def reserve(self, requests_per_minute: float) -> float:
         """Claim the next free send time (a ``time.monotonic`` value) for a caller limited to this rate."""
-        interval = 60.0 / requests_per_minute
+        interval = _interval(requests_per_minute)
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next_slot)
@@ -37,8 +37,11 @@ class Pacer:
             return slot
 
     def acquire(self, requests_per_minute: float, cancel: threading.Event | None = None) -> None:
-        """Block until this caller may send; raise :class:`Cancelled` if ``cancel`` is set meanwhile."""
-        interval = 60.0 / requests_per_minute
+        """Block until this caller may send; raise :class:`Cancelled` if ``cancel`` is set meanwhile.
+
+        Ctrl-C ends the wait of a caller in the main thread: its sleeps are plain ``time.sleep`` calls.
+        """
+        interval = _interval(requests_per_minute)
         when = self.reserve(requests_per_minute)
         while True:
             delay = when - time.monotonic()
@@ -57,9 +60,16 @@ class Pacer:
 
     def hold(self, seconds: float) -> None:
         """Push every later send at least ``seconds`` into the future (the API asked us to back off)."""
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"a throttle hold must be a finite number of seconds, not {seconds!r}")
         with self._lock:
             self._held_until = max(self._held_until, time.monotonic() + seconds)
             self._next_slot = max(self._next_slot, self._held_until)
+
+    def hold_remaining(self) -> float:
+        """Seconds left of the current throttle hold (0 when sends are not held)."""
+        with self._lock:
+            return max(0.0, self._held_until - time.monotonic())
 
     def reset(self) -> None:
         """Forget past reservations (tests start each case from a clean budget)."""
@@ -69,8 +79,19 @@ class Pacer:
             self._held_until = 0.0
 
 
+def _interval(requests_per_minute: float) -> float:
+    # NaN compares false with everything, so a NaN rate made acquire() spin forever without sleeping.
+    if not math.isfinite(requests_per_minute) or requests_per_minute <= 0:
+        raise ValueError(f"requests_per_minute must be a positive, finite number, not {requests_per_minute!r}")
+    return 60.0 / requests_per_minute
+
+
 def sleep(seconds: float, cancel: threading.Event | None) -> None:
-    """Sleep, waking early with :class:`Cancelled` when ``cancel`` is set."""
+    """Sleep, waking early with :class:`Cancelled` when ``cancel`` is set (and on Ctrl-C in the main thread)."""
+    if not math.isfinite(seconds):
+        # Event.wait(nan) never returns, and time.sleep(nan) is a ValueError deep in tenacity.
+        raise ValueError(f"cannot wait {seconds!r} seconds")
+    seconds = max(0.0, seconds)
     if cancel is None:
         time.sleep(seconds)
     elif cancel.wait(seconds):

@@ -1,4 +1,4 @@
-"""Recording goes through the proxy the environment names, as httpx does when it builds its own transport."""
+"""Recording goes through the proxy the environment names for an https endpoint, and never for a loopback one."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from amp_profile_magic import ProfileClient
-from amp_profile_magic._cassette import environment_proxy
 from amp_profile_magic.emulator import Emulator
+from tests.client.scripted import ConnectProxy
 
 from .conftest import FAST
 
@@ -78,30 +78,46 @@ def _no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
-def test_recording_sends_through_the_environment_proxy(
-    emulator: Emulator, proxy: ForwardProxy, cassette: Path, closed_url: str, monkeypatch: pytest.MonkeyPatch
+def test_recording_an_https_endpoint_goes_through_the_environment_proxy(
+    emulator: Emulator, cassette: Path, closed_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With HTTP_PROXY set, a recording client's request reaches the API through that proxy and is recorded."""
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    client = ProfileClient(
-        endpoint=emulator.url, api_key=emulator.api_key, cassette=str(cassette), cassette_mode="record", **FAST
-    )
-    profile = client.lookup(user_id="12345", cohorts=True)
-    client.close()
+    """With HTTPS_PROXY set, a recording client's https request tunnels through that proxy, and is recorded."""
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("profile-api.test").configure_cert(context)
+    proxy = ConnectProxy(server_context=context, upstream=emulator.url)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    try:
+        client = ProfileClient(
+            endpoint="https://profile-api.test",
+            api_key=emulator.api_key,
+            cassette=str(cassette),
+            cassette_mode="record",
+            **FAST,
+        )
+        profile = client.lookup(user_id="12345", cohorts=True)
+        client.close()
+    finally:
+        proxy.close()
 
     assert profile.cohort_ids == ("cohort1", "cohort3", "cohort7")
-    assert len(proxy.forwarded) == 1
-    assert proxy.forwarded[0].startswith(f"{emulator.url}/v1/userprofile?")
+    assert proxy.connects == ["profile-api.test:443"]
+    assert emulator.api_key not in cassette.read_text()
     replayer = ProfileClient(endpoint=closed_url, cassette=str(cassette), cassette_mode="replay", **FAST)
     assert replayer.lookup(user_id="12345", cohorts=True) == profile
 
 
-def test_no_proxy_keeps_recording_direct(
+def test_recording_a_loopback_endpoint_ignores_the_proxy(
     emulator: Emulator, proxy: ForwardProxy, cassette: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A host listed in NO_PROXY is recorded directly, past the proxy."""
+    """Recording against the emulator on loopback goes direct even with HTTP_PROXY set: no key to a proxy."""
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     client = ProfileClient(
         endpoint=emulator.url, api_key=emulator.api_key, cassette=str(cassette), cassette_mode="record", **FAST
     )
@@ -110,14 +126,3 @@ def test_no_proxy_keeps_recording_direct(
 
     assert proxy.forwarded == []
     assert emulator.request_count == 1
-
-
-def test_environment_proxy_picks_by_scheme_and_falls_back_to_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTPS_PROXY applies to https endpoints, ALL_PROXY to any scheme without its own, NO_PROXY exempts hosts."""
-    assert environment_proxy("https://profile-api.amplitude.com") is None
-    monkeypatch.setenv("ALL_PROXY", "http://all.proxy.invalid:3128")
-    assert environment_proxy("https://profile-api.amplitude.com") == "http://all.proxy.invalid:3128"
-    monkeypatch.setenv("HTTPS_PROXY", "http://tls.proxy.invalid:3128")
-    assert environment_proxy("https://profile-api.amplitude.com") == "http://tls.proxy.invalid:3128"
-    monkeypatch.setenv("NO_PROXY", "amplitude.com")
-    assert environment_proxy("https://profile-api.amplitude.com") is None

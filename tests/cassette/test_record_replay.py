@@ -245,9 +245,9 @@ def test_a_misspelt_mode_in_the_environment_is_refused(monkeypatch: pytest.Monke
     ("content", "expected"),
     [
         (None, "does not exist. Record it first"),
-        ("{not json", "is not a valid cassette"),
+        ("{not json", "is not valid JSON: .* line 1 column 2"),
         ('{"interactions": []}', "not an amp_profile_magic cassette"),
-        ('{"amp_profile_magic_cassette": 1, "interactions": [{"request": {}}]}', "is not a valid cassette"),
+        ('{"amp_profile_magic_cassette": 1, "interactions": [{"request": {}}]}', "has a broken entry 1: "),
     ],
 )
 def test_an_unusable_cassette_fails_clearly(

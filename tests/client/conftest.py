@@ -45,6 +45,9 @@ def check_error(error: BaseException, *, with_locals: bool = True) -> str:
     assert_secret_free(text, repr(error), formatted)
     if with_locals:
         assert_secret_free("".join(traceback.TracebackException.from_exception(error, capture_locals=True).format()))
+    # Nothing foreign rides along: httpx's and httpcore's frames hold the request, key included, in their locals.
+    assert error.__cause__ is None or isinstance(error.__cause__, ProfileError), repr(error.__cause__)
+    assert error.__context__ is None or isinstance(error.__context__, ProfileError), repr(error.__context__)
     cause = error.__cause__
     while cause is not None:
         assert_secret_free(str(cause), repr(cause))

@@ -79,7 +79,7 @@ def test_a_batch_under_injected_faults_accounts_for_every_user(
 ) -> None:
     """With 5xx, dropped connections, malformed bodies and throttling injected, every input still gets exactly one
     outcome, in order; each failure is the error of the last fault that user met, after exactly the retries due."""
-    client = make_client(max_retries=2, max_retry_after=0.0, max_concurrency=8)
+    client = make_client(max_retries=2, max_retry_after=0.5, max_concurrency=8)
     users = emulator.dataset.user_ids[300:360]
     queries = [ProfileQuery(user_id=user) for user in users] + [ProfileQuery(user_id=user) for user in users[:10]]
     emulator.faults = Faults(error_rate=0.15, drop_rate=0.1, malformed_rate=0.1, throttle_rate=0.1)

@@ -9,7 +9,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from traitlets import TraitError
 
@@ -130,10 +129,11 @@ def test_every_exception_round_trips_through_pickle_without_the_key(
     assert pickle.loads(pickle.dumps(batch)) == batch  # noqa: S301
 
 
-def test_formatted_tracebacks_with_chained_httpx_causes_hide_the_key(
+def test_formatted_tracebacks_carry_no_httpx_frames_and_hide_the_key(
     emulator: Emulator, make_client: Callable[..., ProfileClient]
 ) -> None:
-    """traceback.format_exception of a dropped connection and a timeout shows httpx's cause, but not the key."""
+    """A dropped connection and a timeout name httpx's error in one line, but carry no httpx cause, context or
+    frame (whose locals hold the request), so even tracebacks with locals hide the key."""
     client = make_client(max_retries=0, timeout=0.2)
     emulator.faults = Faults(drop_rate=1.0)
     dropped = expect_failure(ConnectionFailed, lambda: client.lookup(user_id="12345"))
@@ -141,11 +141,15 @@ def test_formatted_tracebacks_with_chained_httpx_causes_hide_the_key(
     emulator.reset()
     timed_out = expect_failure(RequestTimeout, lambda: client.lookup(user_id="12345"))
     wait_for_requests(emulator, 1)
-    for error, cause in ((dropped, httpx.RemoteProtocolError), (timed_out, httpx.ReadTimeout)):
-        assert isinstance(error.__cause__, cause)
+    assert "RemoteProtocolError" in str(dropped)
+    for error in (dropped, timed_out):
+        assert error.__cause__ is None
+        assert error.__context__ is None
         formatted = "".join(traceback.format_exception(error))
-        assert "The above exception was the direct cause" in formatted
-        assert f"httpx.{cause.__name__}" in formatted
+        assert "The above exception" not in formatted
+        assert "During handling" not in formatted
+        assert "httpcore" not in formatted
+        assert "httpx/" not in formatted
         verbose = "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
         assert "self = <ProfileClient" in verbose
         assert_secret_free(formatted, verbose)

@@ -365,4 +365,3 @@ def test_pacer_wait_is_cancellable_and_reset_forgets_reservations() -> None:
     started = time.monotonic()
     pacer.acquire(1)
     assert time.monotonic() - started < 0.5
-
