@@ -198,8 +198,12 @@ def _load(path: Path) -> dict[Key, list[dict[str, Any]]]:
         try:
             key, response = _entry(interaction)
         except _BadEntry as error:
-            raise CassetteError(f"The {where} has a broken entry {number}{error.where}: {error.problem}.") from None
-        answers.setdefault(key, []).append(response)
+            broken = error
+        else:
+            answers.setdefault(key, []).append(response)
+            continue
+        # Raised outside the handler, so the internal _BadEntry does not ride along as the context.
+        raise CassetteError(f"The {where} has a broken entry {number}{broken.where}: {broken.problem}.")
     return answers
 
 

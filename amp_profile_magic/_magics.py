@@ -282,7 +282,8 @@ class AmpProfileMagics(Magics):
         from amp_profile_magic._result import build_result
 
         queries = [self._checked(lambda identity=identity: invocation.query(identity)) for identity in identities]
-        batch = self.client.lookup_many(queries, on_outcome=self._progress(len(set(queries))))
+        on_outcome, on_wait = self._progress(len(set(queries)))
+        batch = self.client.lookup_many(queries, on_outcome=on_outcome, on_wait=on_wait)
         self._raise_if_wholly_failed(batch, single=len(identities) == 1)
         result = build_result(invocation.sections, batch, max_rows=self.display_max_rows)
         return result, batch
@@ -319,9 +320,10 @@ class AmpProfileMagics(Magics):
             for usage in section.usage:
                 print(f"    {usage}")
 
-    def _progress(self, total: int) -> Any:
+    def _progress(self, total: int) -> tuple[Any, Any]:
+        """The progress bar's callbacks for ``lookup_many``: one per finished user, one for throttle holds."""
         if not self.progress or total < 2:
-            return None
+            return None, None
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
@@ -331,7 +333,11 @@ class AmpProfileMagics(Magics):
             if bar.n >= total:
                 bar.close()
 
-        return advance
+        def waiting(seconds: float) -> None:
+            # Without this a kernel-wide Retry-After hold looks like a hung batch.
+            bar.set_postfix_str(f"waiting on a throttle hold, {seconds:.0f}s left" if seconds > 0 else "")
+
+        return advance, waiting
 
     def _raise_if_wholly_failed(self, batch: BatchResult, *, single: bool) -> None:
         errors = [outcome.error for outcome in batch if outcome.error is not None]

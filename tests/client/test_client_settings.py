@@ -1,0 +1,149 @@
+"""Settings refuse values that would hang or spin, and waits (pacing, throttle holds) end on Ctrl-C and show up."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from IPython.utils.capture import capture_output
+from traitlets import TraitError
+
+from amp_profile_magic import NotFetched, ProfileClient, ProfileQuery
+from amp_profile_magic._pacing import Pacer, kernel_pacer, sleep
+from amp_profile_magic.emulator import Emulator
+
+CHECKED = ("requests_per_minute", "timeout", "backoff_initial", "backoff_max", "max_retry_after")
+BAD = (math.nan, math.inf, -math.inf, 0, 0.0, -1.5)
+
+
+@contextmanager
+def ctrl_c_after(seconds: float) -> Iterator[Callable[[], bool]]:
+    """Send SIGINT to the main thread after ``seconds``, as Ctrl-C does: it interrupts a blocking sleep too."""
+    fired = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt() -> None:
+        fired.set()
+        signal.pthread_kill(main, signal.SIGINT)
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.start()
+    try:
+        yield fired.is_set
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize("name", CHECKED)
+@pytest.mark.parametrize("value", BAD, ids=repr)
+def test_non_finite_or_non_positive_settings_are_refused(name: str, value: float) -> None:
+    """Each wait-related setting refuses NaN, ±infinity, zero and negatives with a one-line error naming it, both
+    when assigned and when given to the constructor, and keeps its previous value."""
+    client = ProfileClient()
+    before = getattr(client, name)
+    with pytest.raises(TraitError) as caught:
+        setattr(client, name, value)
+    message = str(caught.value)
+    assert message.startswith(f"ProfileClient.{name} must be a positive, finite number")
+    assert repr(value) in message
+    assert "\n" not in message
+    assert getattr(client, name) == before
+    with pytest.raises(TraitError, match=f"ProfileClient.{name} must be"):
+        ProfileClient(**{name: value})
+
+
+def test_valid_settings_still_accepted() -> None:
+    """Small positive values and integers pass unchanged (as floats)."""
+    client = ProfileClient(requests_per_minute=1, timeout=0.01, backoff_initial=1e-6, max_retry_after=5)
+    assert client.requests_per_minute == 1.0
+    assert isinstance(client.requests_per_minute, float)
+    assert client.max_retry_after == 5.0
+
+
+def test_config_magic_with_nan_reports_one_line_and_lookups_keep_working(
+    shell: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``%config ProfileClient.requests_per_minute = float('nan')`` reports the clear error (IPython logs a
+    refused %config value), raises no traceback, and the next lookup still runs at the previous rate."""
+    with capture_output() as captured:
+        result = shell.run_cell("%config ProfileClient.requests_per_minute = float('nan')")
+    assert result.error_in_exec is None
+    expected = "ProfileClient.requests_per_minute must be a positive, finite number of requests a minute, not nan."
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [expected]
+    assert "Traceback" not in captured.stderr + captured.stdout
+    frame = shell.run_line_magic("ampprofile", "user=12345 props")
+    assert len(frame) > 0
+
+
+def test_the_pacer_and_sleep_refuse_nan_instead_of_spinning() -> None:
+    """Even called directly, the pacer and the cancellable sleep refuse NaN and infinity at once."""
+    pacer = Pacer()
+    for bad in (math.nan, math.inf, 0.0, -1.0):
+        with pytest.raises(ValueError, match="requests_per_minute"):
+            pacer.acquire(bad)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="cannot wait"):
+            sleep(bad, threading.Event())
+        with pytest.raises(ValueError, match="throttle hold"):
+            pacer.hold(bad)
+
+
+def test_ctrl_c_ends_a_throttle_hold_of_a_single_lookup(client: ProfileClient, emulator: Emulator) -> None:
+    """A lookup in the main thread waiting on a 30 s kernel-wide hold stops on Ctrl-C within a second, sending
+    nothing; the hold itself stays (the API asked for it)."""
+    kernel_pacer().hold(30)
+    emulator.reset()
+    started = time.monotonic()
+    with ctrl_c_after(0.3) as fired, pytest.raises(KeyboardInterrupt):
+        client.lookup(user_id="12345")
+    assert fired()
+    assert time.monotonic() - started < 1.3
+    assert emulator.request_count == 0
+    assert kernel_pacer().hold_remaining() > 25
+
+
+def test_ctrl_c_ends_a_throttle_hold_of_a_batch(client: ProfileClient, emulator: Emulator) -> None:
+    """A batch waiting on a 30 s hold returns on Ctrl-C within a second, every user accounted as NotFetched."""
+    kernel_pacer().hold(30)
+    emulator.reset()
+    queries = [ProfileQuery(user_id=user) for user in emulator.dataset.user_ids[:6]]
+    started = time.monotonic()
+    with ctrl_c_after(0.3) as fired:
+        batch = client.lookup_many(queries)
+    assert fired()
+    assert time.monotonic() - started < 1.3
+    assert batch.interrupted
+    assert len(batch) == 6
+    assert all(isinstance(outcome.error, NotFetched) for outcome in batch)
+    assert emulator.request_count == 0
+
+
+def test_a_batch_reports_a_throttle_hold_and_its_end(client: ProfileClient, emulator: Emulator) -> None:
+    """``on_wait`` hears the seconds left of a kernel-wide hold, counting down, then 0 when sends resume."""
+    kernel_pacer().hold(2.2)
+    seen: list[float] = []
+    batch = client.lookup_many([ProfileQuery(user_id="12345"), ProfileQuery(user_id="user-00001")], on_wait=seen.append)
+    assert all(outcome.ok for outcome in batch)
+    assert seen[0] == 3.0
+    assert seen == sorted(seen, reverse=True)
+    assert seen[-1] == 0.0
+    assert 2.0 in seen
+    assert 1.0 in seen
+
+
+def test_the_progress_bar_says_a_batch_waits_on_a_throttle_hold(shell: Any) -> None:
+    """The %ampprofile progress bar shows "waiting on a throttle hold, Ns left" while the kernel is held."""
+    magics = next(item for item in shell.configurables if type(item).__name__ == "AmpProfileMagics")
+    magics.progress = True
+    shell.user_ns["ids"] = ["12345", "user-00001", "user-00002"]
+    kernel_pacer().hold(1.5)
+    with capture_output() as captured:
+        shell.run_line_magic("ampprofile", "--users ids props")
+    assert "waiting on a throttle hold, 2s left" in captured.stderr
