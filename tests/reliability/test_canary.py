@@ -316,3 +316,54 @@ def test_no_canary_in_an_executed_notebook_or_its_cassette(
     if HAS_FORM:
         assert "application/vnd.jupyter.widget-state+json" in executed.metadata.get("widgets", {})
     scan.assert_clean()
+
+
+def _echo_handler(kind: str) -> Any:
+    """A scripted answer that quotes the request's Authorization header (key included) in the way ``kind`` says."""
+    from tests.client.scripted import answer, trickle_head
+
+    slow = trickle_head(interval=0.5)
+
+    def handle(server: Any, conn: Any, head: Any) -> None:
+        authorization = head.headers.get("authorization", "")
+        if kind == "timeout":
+            slow(server, conn, head)
+        elif kind == "non-json":
+            answer(conn, 200, f"<html>you sent {authorization}</html>".encode(), {"Content-Type": "text/html"})
+        elif kind == "location":
+            answer(conn, 302, b"", {"Location": f"https://elsewhere.test/login?auth={authorization.split()[-1]}"})
+
+    return handle
+
+
+@pytest.mark.parametrize("kind", ["timeout", "non-json", "location"])
+def test_no_canary_in_verbose_tracebacks_tb_or_debug_logs(shell: Any, scan: Scan, kind: str) -> None:
+    """A send that times out, a non-JSON 200 that echoes the key, and a redirect whose Location holds the key show
+    no key under ``%xmode Verbose`` (frame locals), in ``%tb``, or in httpx's and httpcore's DEBUG log records."""
+    from tests.client.scripted import ScriptedServer
+
+    server = ScriptedServer(_echo_handler(kind))
+    shell.user_ns["hostile"] = ProfileClient(endpoint=server.url, api_key=CANARY_KEY, timeout=0.4, max_retries=0)
+    magics = magics_of(shell)
+    magics.client.endpoint = server.url
+    magics.client.timeout = 0.4
+    magics.client.max_retries = 0
+    try:
+        scan.cell(shell, "%xmode Verbose")
+        first = scan.cell(shell, "hostile.lookup(user_id='12345', props=True)")
+        scan.cell(shell, "%tb")
+        scan.cell(shell, "%ampprofile user=12345 props")
+        scan.cell(shell, "%tb")
+    finally:
+        scan.cell(shell, "%xmode Context")
+        shell.user_ns.pop("hostile").close()
+        server.close()
+    # The key really was sent and (except for the timeout) really came back.
+    assert server.heads[0].headers["authorization"] == f"Api-Key {CANARY_KEY}"
+    assert first.error_in_exec is not None
+    expected = {"timeout": "RequestTimeout", "non-json": "MalformedResponse", "location": "PlainHttpRedirect"}[kind]
+    assert type(first.error_in_exec).__name__ == expected
+    if kind == "location":
+        assert any("elsewhere.test/login?auth=********" in text for _, text in scan.seen)
+        assert any(record.name.startswith("httpcore") for record in scan._caplog.records)
+    scan.assert_clean()
