@@ -490,7 +490,7 @@ class ProfileClient(Configurable):
         where = f"HTTP answer from {self.endpoint}"
         detail = _mask(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__, self.api_key)
         if isinstance(error, (Expired, httpx.TimeoutException)):
-            return exc.RequestTimeout(f"No complete answer from {self.endpoint} within {self.timeout:g}s.")
+            return exc.RequestTimeout(f"No answer from {self.endpoint} within {self.timeout:g}s.")
         if isinstance(error, TooLarge):
             return exc.ResponseTooLarge(
                 f"The {where} is over {MAX_BODY_BYTES:,} bytes (at least {error.size:,}); it was not read further."
