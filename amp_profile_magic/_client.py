@@ -228,6 +228,7 @@ class ProfileClient(Configurable):
             query = ProfileQuery(**parameters)
         elif parameters:
             raise TypeError("pass a ProfileQuery or keyword parameters, not both")
+        self._announce_hold()
         return self._lookup(query, cancel=None)
 
     def lookup_many(
@@ -252,6 +253,7 @@ class ProfileClient(Configurable):
         interrupted = False
         if unique:
             self._check_settings()
+            self._announce_hold()
             pool = ThreadPoolExecutor(
                 max_workers=min(self.max_concurrency, len(unique)), thread_name_prefix="amp-profile"
             )
@@ -287,6 +289,12 @@ class ProfileClient(Configurable):
                 pool.shutdown(wait=not interrupted, cancel_futures=True)
         outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
         return BatchResult(outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted)
+
+    def _announce_hold(self) -> None:
+        # A hold left by an earlier cell would otherwise look like a hang (a batch's progress bar also shows it).
+        held = self._pacer.hold_remaining()
+        if held >= 1 and self.cassette_mode != "replay":
+            log.warning("Waiting %.0fs on the API's throttle hold (Retry-After) before sending; Ctrl-C stops.", held)
 
     def close(self) -> None:
         """Close pooled connections; the next request opens new ones."""

@@ -95,9 +95,11 @@ def test_the_pacer_and_sleep_refuse_nan_instead_of_spinning() -> None:
             pacer.hold(bad)
 
 
-def test_ctrl_c_ends_a_throttle_hold_of_a_single_lookup(client: ProfileClient, emulator: Emulator) -> None:
-    """A lookup in the main thread waiting on a 30 s kernel-wide hold stops on Ctrl-C within a second, sending
-    nothing; the hold itself stays (the API asked for it)."""
+def test_ctrl_c_ends_a_throttle_hold_of_a_single_lookup(
+    client: ProfileClient, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lookup in the main thread waiting on a 30 s kernel-wide hold says so, stops on Ctrl-C within a second,
+    and sends nothing; the hold itself stays (the API asked for it)."""
     kernel_pacer().hold(30)
     emulator.reset()
     started = time.monotonic()
@@ -107,6 +109,7 @@ def test_ctrl_c_ends_a_throttle_hold_of_a_single_lookup(client: ProfileClient, e
     assert time.monotonic() - started < 1.3
     assert emulator.request_count == 0
     assert kernel_pacer().hold_remaining() > 25
+    assert "Waiting 30s on the API's throttle hold (Retry-After) before sending; Ctrl-C stops." in caplog.messages
 
 
 def test_ctrl_c_ends_a_throttle_hold_of_a_batch(client: ProfileClient, emulator: Emulator) -> None:
