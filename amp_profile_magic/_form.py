@@ -36,6 +36,11 @@ IDLE_LABEL = "Fetch"
 BUSY_LABEL = "Fetching…"
 IDLE_ICON = "download"
 BUSY_ICON = "spinner"
+#: First line of the form's text form, shown where widgets do not render.
+FALLBACK_INTRO = (
+    "This %ampprofile_form form needs a notebook front end that renders widgets "
+    "(JupyterLab, Jupyter Notebook or VS Code)."
+)
 
 
 def form_line(tokens: list[str]) -> str:
@@ -215,7 +220,20 @@ class ProfileForm:
     # -- display ----------------------------------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        # A closed widget sets its own _repr_mimebundle_ to None: then only the text is left to show.
+        widget_bundle = self.widget._repr_mimebundle_
+        bundle = widget_bundle(**kwargs) if callable(widget_bundle) else None
+        # Front ends that render widgets pick the widget view; everywhere else (terminal IPython, nbconvert HTML
+        # and previews of a notebook saved without widget state) text/plain is what shows, and the widget's own
+        # is a truncated VBox(children=...) repr. Say what the form needs, and what to run instead.
+        return {**(bundle or {}), "text/plain": self.text_fallback()}
+
+    def text_fallback(self) -> str:
+        """What the form shows where widgets cannot render: what it needs, and the equivalent ``%ampprofile`` line."""
+        line = self.line
+        if line is None:
+            return f"{FALLBACK_INTRO}\nNo equivalent line yet: {self.error} (%ampprofile? shows the grammar)."
+        return f"{FALLBACK_INTRO}\nThe equivalent line, to run instead:\n  {line}"
 
     def __repr__(self) -> str:
         return f"<ProfileForm {self.line or self.error}>"

@@ -242,6 +242,8 @@ class AmpProfileMagics(Magics):
 
         The controls come from the installed section plugins. Under them is the ``%ampprofile`` line the form
         runs, ready to paste into a cell; an incomplete selection shows the grammar's error and disables Fetch.
+        Where widgets do not render (a terminal IPython, nbconvert HTML) the form shows as text: what it needs
+        and the equivalent ``%ampprofile`` line.
         Arguments, if any, prefill the form (same grammar as ``%ampprofile``, one user or device)::
 
           In [1]: %ampprofile_emulator
