@@ -122,6 +122,8 @@ class AmpProfileMagics(Magics):
         One request per user whatever the sections, except ``props`` with ``comps``: the API merges both into
         one dict, so those cost two.
 
+        Tab completes keywords, the choices of ``rec_type=`` and ``propensity_type=``, and variables after
+        ``--users``.
         ``{var}`` and ``$var`` on the line are expanded from your namespace. Errors show as a short panel and end
         the cell in error (``%config AmpProfileMagics.raise_errors = False`` only shows them).
 
@@ -411,6 +413,11 @@ def load(shell: Any) -> None:
     # Keep the very object registered: IPython wraps callbacks and unregisters by identity.
     magics.after_cell_hook = magics.after_cell
     shell.events.register("post_run_cell", magics.after_cell_hook)
+    completer = getattr(shell, "Completer", None)
+    if completer is not None:
+        from amp_profile_magic._completer import matcher_for
+
+        completer.custom_matchers.append(matcher_for(shell))
 
 
 def unload(shell: Any) -> None:
@@ -421,6 +428,15 @@ def unload(shell: Any) -> None:
         if magics.after_cell_hook is not None:
             shell.events.unregister("post_run_cell", magics.after_cell_hook)
         shell.configurables[:] = [item for item in shell.configurables if item not in (magics, magics.client)]
+    completer = getattr(shell, "Completer", None)
+    if completer is not None:
+        from amp_profile_magic._completer import MATCHER_ID
+
+        completer.custom_matchers[:] = [
+            matcher
+            for matcher in completer.custom_matchers
+            if getattr(matcher, "matcher_identifier", None) != MATCHER_ID
+        ]
     manager = shell.magics_manager
     for kind, names in (
         ("line", ("ampprofile", "ampprofile_emulator", "ampprofile_cassette", "ampprofile_form")),
