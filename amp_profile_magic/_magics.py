@@ -225,9 +225,15 @@ class AmpProfileMagics(Magics):
             raise UsageError("%ampprofile_cassette: expected [record|replay] PATH, or off")
         resolved = os.path.abspath(os.path.expanduser(path))  # absolute, so a later %cd does not move it
         if mode == "replay" and not os.path.isfile(resolved):
+            # The full path: under papermill (no --cwd) a relative one starts from wherever papermill was run.
+            where = (
+                ""
+                if os.path.isabs(os.path.expanduser(path))
+                else " (a relative path starts from the working directory)"
+            )
             raise UsageError(
-                f"%ampprofile_cassette: no cassette {path!r} to replay; record it first with "
-                f"%ampprofile_cassette record {path} (or AMPLITUDE_PROFILE_CASSETTE_MODE=record)"
+                f"%ampprofile_cassette: no cassette {path!r} to replay: {resolved} does not exist{where}; record it "
+                f"first with %ampprofile_cassette record {path} (or AMPLITUDE_PROFILE_CASSETTE_MODE=record)"
             )
         client.cassette = resolved
         client.cassette_mode = mode

@@ -107,8 +107,8 @@ def test_a_path_alone_replays_unless_the_environment_says_otherwise(
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("replay nowhere.cassette.json", "no cassette 'nowhere.cassette.json' to replay; record it first"),
-        ("nowhere.cassette.json", "no cassette 'nowhere.cassette.json' to replay"),
+        ("replay nowhere.cassette.json", "does not exist (a relative path starts from the working directory)"),
+        ("nowhere.cassette.json", "no cassette 'nowhere.cassette.json' to replay: /"),
         ("record a.json b.json", "expected [record|replay] PATH, or off"),
         ("sideways a.json", "expected [record|replay] PATH, or off"),
         ("record 'unclosed", "No closing quotation"),
@@ -127,6 +127,17 @@ def test_usage_errors_are_one_line(shell: Any, tmp_path: Path, line: str, expect
     assert expected in err
     assert len(err.strip().splitlines()) == 1
     assert client.cassette_mode == "off"
+
+
+def test_a_missing_cassette_names_the_full_path_it_tried(shell: Any, tmp_path: Path) -> None:
+    """Replaying a relative path that is not there names the absolute path it looked at (papermill's cwd trap)."""
+    shell.run_line_magic("cd", "-q " + str(tmp_path))
+    try:
+        result, _, err = run(shell, "%ampprofile_cassette nowhere.cassette.json")
+    finally:
+        shell.run_line_magic("cd", "-q -")
+    assert not result.success
+    assert f": {tmp_path / 'nowhere.cassette.json'} does not exist" in err
 
 
 def test_a_misspelt_mode_variable_is_a_usage_error(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
