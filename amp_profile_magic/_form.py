@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import logging
-import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from IPython.core.error import UsageError
 from amp_profile_magic import _exceptions as exc
 from amp_profile_magic._grammar import GrammarError, Invocation, parse_line
 from amp_profile_magic._panel import error_bundle
+from amp_profile_magic._words import quote
 from amp_profile_magic.sections import Control, available_sections
 
 if TYPE_CHECKING:
@@ -44,10 +44,8 @@ FALLBACK_INTRO = (
 
 
 def form_line(tokens: list[str]) -> str:
-    """The ``%ampprofile`` line for ``tokens``, quoted so IPython's ``{var}`` expansion leaves the ids alone."""
-    # shlex quoting survives the magic's shlex.split; doubled braces survive IPython's format-style expansion,
-    # and `$` only ever appears inside shlex's single quotes, where IPython does not expand it.
-    return "%ampprofile " + shlex.join(tokens).replace("{", "{{").replace("}", "}}")
+    """The ``%ampprofile`` line for ``tokens`` (words already quoted by :func:`~._words.quote`)."""
+    return "%ampprofile " + " ".join(tokens)
 
 
 @dataclass(slots=True)
@@ -58,17 +56,19 @@ class _Field:
     widget: widgets.ValueWidget
 
     def tokens(self) -> list[str]:
+        """This control's words on the line, each value quoted so that the line reads it back exactly."""
         keyword, value = self.control.keyword, self.widget.value
         if self.control.kind == "toggle":
             return [keyword] if value else []
         if self.control.kind == "choice":
-            return [] if value in ("", None, self.control.default) else [f"{keyword}={value}"]
+            return [] if value in ("", None, self.control.default) else [f"{keyword}={quote(str(value))}"]
+        # A comma-separated box: the spaces a user types after commas are layout, and the line shows them gone.
         text = ",".join(part.strip() for part in str(value).split(",")) if str(value).strip() else ""
         if not text:
             return []
         if self.control.bare_word and text.lower() == self.control.bare_word.lower():
             return [keyword]
-        return [f"{keyword}={text}"]
+        return [f"{keyword}={quote(text, commas=True)}"]
 
     def set(self, value: str | None) -> None:
         """Show the grammar value ``value`` (``None`` for a bare keyword) in the widget."""
@@ -179,16 +179,20 @@ class ProfileForm:
     # -- what the form says ---------------------------------------------------------------------------------------
 
     def tokens(self) -> list[str]:
-        """The grammar tokens for the current selection (not validated)."""
+        """The line's words for the current selection (not validated), values quoted to be read back exactly.
+
+        Raises :class:`GrammarError` for a value no line can hold (a line break).
+        """
         tokens = []
-        who = self.identity_value.value.strip()
-        if who:
-            tokens.append(f"{self.identity_kind.value}={who}")
+        # The id exactly as in the box (spaces too: the line then shows them quoted), like %ampprofile sends it.
+        who = self.identity_value.value
+        if who.strip():
+            tokens.append(f"{self.identity_kind.value}={quote(who)}")
         for field in self.fields.values():
             tokens += field.tokens()
         name = self.out_name.value.strip()
         if name:
-            tokens += ["-o", name]
+            tokens += ["-o", quote(name)]
         return tokens
 
     @property
@@ -272,7 +276,8 @@ class ProfileForm:
 
     def _refresh(self, change: object = None) -> None:
         try:
-            self._invocation, self._error = parse_line(shlex.join(self.tokens())), None
+            # The form runs exactly the line it shows: quoted values are literal, so no namespace is needed.
+            self._invocation, self._error = parse_line(" ".join(self.tokens())), None
         except GrammarError as error:
             self._invocation, self._error = None, str(error)
             self.line_view.value = (

@@ -1,32 +1,26 @@
-"""The ``%ampprofile`` grammar: ``key=value`` tokens in, a validated invocation out, nothing sent.
+"""The ``%ampprofile`` grammar: words in (see :mod:`._words`), a validated invocation out, nothing sent.
 
 Every problem raises :class:`GrammarError` (the magic turns it into IPython's ``UsageError``) naming the token.
+Ids are sent exactly as written or as a variable holds them: nothing here strips, splits or re-reads an id.
 """
 
 from __future__ import annotations
 
 import difflib
 import keyword
-import math
-import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from amp_profile_magic._exceptions import InvalidQuery
 from amp_profile_magic._query import ProfileQuery
+from amp_profile_magic._words import Evaluate, GrammarError, Word, expand, id_text, quote, split_words
 from amp_profile_magic.sections import Section, SectionUsageError, available_sections
 
-__all__ = ["GrammarError", "Identity", "Invocation", "parse_body", "parse_ids", "parse_line"]
+__all__ = ["GrammarError", "Identity", "Invocation", "parse_body", "parse_ids", "parse_line", "zip_identities"]
 
 IDENTITY_KEYS = ("user", "device")
-UNEXPANDED = re.compile(r"\$\w+|\{[^{}]*\}")
 OPTIONS = ("-o", "--out", "--users", "--devices")
-
-
-class GrammarError(ValueError):
-    """A line or cell the grammar cannot accept; the message names the offending token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +33,10 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """A parsed ``%ampprofile`` line: which sections, for whom, and where to put the result."""
+    """A parsed ``%ampprofile`` line: which sections, for whom, and where to put the result.
+
+    ``tokens`` are the words after expansion (``key=value``, a bare keyword, an option and its value).
+    """
 
     sections: tuple[Section, ...]
     fields: Mapping[str, Any]
@@ -57,47 +54,6 @@ class Invocation:
             raise GrammarError(str(error)) from None
 
 
-def _split(line: str) -> list[str]:
-    try:
-        return shlex.split(line, comments=False, posix=True)
-    except ValueError as error:
-        raise GrammarError(f"cannot read the line: {error} (check the quotes)") from None
-
-
-def _split_raw(line: str) -> list[tuple[str, str]]:
-    """Split like :func:`_split`, pairing each token with its source text (quotes kept)."""
-    # --users/--devices take Python expressions: df['user_id'] must reach eval with its quotes.
-    chunks: list[str] = []
-    current: list[str] = []
-    quote = ""
-    escaped = False
-    for char in line:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote != "'":
-            escaped = True
-        elif quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char.isspace():
-            if current:
-                chunks.append("".join(current))
-                current = []
-            continue
-        current.append(char)
-    if current:
-        chunks.append("".join(current))
-    return [(token, chunk) for chunk in chunks for token in _split(chunk)]
-
-
-def _python_source(token: str, raw: str) -> str:
-    """The expression as typed; a wholly quoted one (``"df['a b']"``) loses its outer quotes once."""
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" and raw[0] not in raw[1:-1]:
-        return token
-    return raw
-
-
 def _suggest(word: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -108,51 +64,116 @@ class _Tokens:
     identity: dict[str, str] = field(default_factory=dict)
     per_section: dict[str, dict[str, str | None]] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)
 
 
-def _read_option(token: str, raw: str, rest: list[tuple[str, str]], found: _Tokens) -> None:
-    name, has_value, value = token.partition("=")
-    raw_value = raw.partition("=")[2]
-    if name not in OPTIONS:
-        raise GrammarError(f"unknown option {token!r}{_suggest(name, OPTIONS)}")
-    if not has_value:
+def _identity_value(key: str, value: Word | None, evaluate: Evaluate | None) -> str:
+    """One user or device id, exactly as written or as the variable holds it."""
+    if value is None or not value.pieces:
+        raise GrammarError(f"{key}= needs an id, e.g. {key}=12345")
+    expanded = expand(value, evaluate, label=f"{key}={value.source}")
+    text = expanded.text
+    if expanded.plain_has(","):
+        # Most likely several users meant; an id that really holds a comma is written quoted (or in a variable).
+        raise GrammarError(
+            f"{key}={value.source}: one id per {key}= (several ids: --users VAR, or one per line in %%ampprofile); "
+            f"if the comma is part of the id, quote it: {key}={quote(text)}"
+        )
+    if not text.strip():
+        raise GrammarError(f"{key}={value.source}: the id is {'blank' if text else 'empty'}")
+    return text
+
+
+def _section_value(key: str, value: Word, evaluate: Evaluate | None) -> str:
+    """A section keyword's value; refuses what the section's comma-separated reading would change."""
+    expanded = expand(value, evaluate, label=f"{key}={value.source}")
+    holder = expanded.holder(",")
+    if holder is not None:
+        # The API separates ids with commas, so an id holding one cannot be sent in a list.
+        raise GrammarError(
+            f"{key}={value.source}: {holder} holds a comma, which would split it into several ids; "
+            "an id in a list cannot hold a comma"
+        )
+    text = expanded.text
+    for part in text.split(","):
+        if part.strip() and part != part.strip():
+            raise GrammarError(
+                f"{key}={value.source}: {part!r} starts or ends with a space, which {key}= would drop "
+                "(ids are sent exactly)"
+            )
+    return text
+
+
+def _python_source(value: Word) -> str:
+    """An --users/--devices expression as typed; a wholly quoted one (``"df['a b']"``) loses its outer quotes."""
+    if len(value.pieces) == 1 and value.pieces[0].kind == "quoted":
+        return value.pieces[0].text
+    return value.source
+
+
+def _read_option(word: Word, rest: list[Word], found: _Tokens, evaluate: Evaluate | None) -> None:
+    split = word.split_key()
+    name, value = split if split is not None else (word.text, None)
+    if name not in OPTIONS or (split is None and not word.is_plain):
+        raise GrammarError(f"unknown option {word.source!r}{_suggest(name, OPTIONS)}")
+    if value is None:
         if not rest:
             raise GrammarError(f"{name} needs a value, e.g. {name} NAME")
-        value, raw_value = rest.pop(0)
+        value = rest.pop(0)
+    if not value.source:
+        raise GrammarError(f"{name} needs a value, e.g. {name} NAME")
+    # --users/--devices take Python expressions: df['user_id'] must reach eval with its quotes.
     if name in ("--users", "--devices"):
-        value = _python_source(value, raw_value)
+        text = _python_source(value)
+    else:
+        text = expand(value, evaluate, label=f"{name} {value.source}").text
     canonical = "--out" if name == "-o" else name
     if canonical in found.options:
         raise GrammarError(f"{name} given twice")
-    found.options[canonical] = value
+    found.options[canonical] = text
+    found.texts += [name, text]
 
 
-def _read_tokens(tokens: list[tuple[str, str]], owner: Mapping[str, Section], *, cell: bool) -> _Tokens:
+def _unknown(word: Word, key: str, previous: tuple[str, str] | None, known: Iterable[str]) -> GrammarError:
+    hint = _suggest(key, known)
+    if not hint and previous is not None and word.is_plain and "=" not in word.source:
+        # `user=john smith`: the second word was most likely meant as part of the first value.
+        hint = f"; a value with spaces is quoted: {previous[0]}={quote(previous[1] + ' ' + word.text)}"
+    return GrammarError(f"unknown keyword {key!r}{hint}")
+
+
+def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool, evaluate: Evaluate | None) -> _Tokens:
     found = _Tokens()
     seen: set[str] = set()
-    rest = list(tokens)
+    rest = list(words)
+    previous: tuple[str, str] | None = None
     while rest:
-        token, raw = rest.pop(0)
-        if token.startswith("-"):
-            _read_option(token, raw, rest, found)
+        word = rest.pop(0)
+        if word.pieces and word.pieces[0].kind == "plain" and word.pieces[0].text.startswith("-"):
+            _read_option(word, rest, found, evaluate)
+            previous = None
             continue
-        key, has_value, value = token.partition("=")
+        split = word.split_key()
+        if split is None and not word.is_plain:
+            raise GrammarError(
+                f"{word.source}: expected a keyword such as props or user=ID; quotes and variables go in values"
+            )
+        key, value = split if split is not None else (word.text, None)
         if key in seen:
             raise GrammarError(f"{key!r} given twice; list several ids with commas: {key}=a,b")
         seen.add(key)
+        text: str | None
         if key in IDENTITY_KEYS:
             if cell:
-                raise GrammarError(f"{token!r}: in %%ampprofile, put one id per line in the cell body")
-            if not has_value or not value.strip():
-                raise GrammarError(f"{key}= needs an id, e.g. {key}=12345")
-            if UNEXPANDED.fullmatch(value.strip()):
-                # IPython leaves $name / {name} as typed when the name is not defined: never send that as an id.
-                raise GrammarError(f"{token}: no such variable in the namespace")
-            found.identity[key] = value.strip()
+                raise GrammarError(f"{word.source!r}: in %%ampprofile, put one id per line in the cell body")
+            text = found.identity[key] = _identity_value(key, value, evaluate)
         elif key in owner:
-            found.per_section.setdefault(owner[key].name, {})[key] = value if has_value else None
+            text = None if value is None else _section_value(key, value, evaluate)
+            found.per_section.setdefault(owner[key].name, {})[key] = text
         else:
-            raise GrammarError(f"unknown keyword {key!r}{_suggest(key, (*IDENTITY_KEYS, *owner, *OPTIONS))}")
+            raise _unknown(word, key, previous, (*IDENTITY_KEYS, *owner, *OPTIONS))
+        found.texts.append(key if text is None else f"{key}={text}")
+        previous = None if text is None or value is None or not value.is_plain else (key, text)
     return found
 
 
@@ -181,12 +202,14 @@ def _section_fields(
     return tuple(chosen), fields
 
 
-def parse_line(line: str, *, cell: bool = False) -> Invocation:
-    """Parse a ``%ampprofile`` line (or a ``%%ampprofile`` header when ``cell``) without sending anything."""
+def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = None) -> Invocation:
+    """Parse a ``%ampprofile`` line (or a ``%%ampprofile`` header when ``cell``) without sending anything.
+
+    ``evaluate`` looks ``{expr}`` and ``$name`` up in the user's namespace; without it any expansion is refused.
+    """
     sections = available_sections()
     owner = {kw: section for section in sections.values() for kw in section.keywords}
-    pairs = _split_raw(line)
-    found = _read_tokens(pairs, owner, cell=cell)
+    found = _read_tokens(split_words(line), owner, cell=cell, evaluate=evaluate)
     chosen, fields = _section_fields(sections, found.per_section)
     out = found.options.get("--out")
     if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
@@ -206,57 +229,70 @@ def parse_line(line: str, *, cell: bool = False) -> Invocation:
         users_expr=users_expr,
         devices_expr=devices_expr,
         out=out,
-        tokens=tuple(token for token, _raw in pairs),
+        tokens=tuple(found.texts),
     )
     # Validate now, before anything is sent: the identity if given, else the section fields alone.
     invocation.query(invocation.identity or Identity(user_id="x"))
     return invocation
 
 
-def parse_body(body: str) -> list[Identity]:
-    """Read a ``%%ampprofile`` body: one ``user=ID``, ``device=ID`` (or both) or bare user id per line.
+def _body_line(number: int, line: str) -> Identity | None:
+    try:
+        words = split_words(line, expand=False, comments=True)
+    except GrammarError as error:
+        raise GrammarError(f"line {number}: {error}") from None
+    if not words:
+        return None
+    found: dict[str, str] = {}
+    for word in words:
+        split = word.split_key()
+        key, value = split if split is not None else ("user", word)
+        if key not in IDENTITY_KEYS:
+            raise GrammarError(
+                f"line {number}: {word.source!r} is not user=ID, device=ID or a bare user id "
+                "(quote an id that holds = or spaces)"
+            )
+        if key in found:
+            raise GrammarError(f"line {number}: {key}= given twice (one lookup per line)")
+        try:
+            found[key] = _identity_value(key, value, None)
+        except GrammarError as error:
+            raise GrammarError(f"line {number}: {error}") from None
+    return Identity(found.get("user"), found.get("device"))
 
-    Blank lines and ``#`` comments are skipped.
+
+def parse_body(body: str) -> list[Identity]:
+    """Read a ``%%ampprofile`` body: per line, a bare user id, or ``user=ID`` and/or ``device=ID``.
+
+    The line's quoting rules apply, without expansion (``$``, ``{`` and ``}`` must be quoted). Blank lines and
+    ``#`` comments (a word starting with ``#``) are skipped.
     """
-    identities = []
-    for number, raw in enumerate(body.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            identities.append(Identity(user_id=line))
-            continue
-        found: dict[str, str] = {}
-        for token in _split(line):
-            key, has_value, value = token.partition("=")
-            if key not in IDENTITY_KEYS or not has_value:
-                raise GrammarError(f"line {number}: {token!r} is not user=ID, device=ID or a bare user id")
-            if not value.strip():
-                raise GrammarError(f"line {number}: {key}= needs an id")
-            if key in found:
-                raise GrammarError(f"line {number}: {key}= given twice")
-            found[key] = value.strip()
-        identities.append(Identity(found.get("user"), found.get("device")))
+    identities = [
+        identity
+        for number, line in enumerate(body.splitlines(), start=1)
+        if (identity := _body_line(number, line)) is not None
+    ]
     if not identities:
         raise GrammarError("the cell body lists no ids: put one user id (or user=ID / device=ID) per line")
     return identities
 
 
 def _as_id(name: str, index: int, value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise GrammarError(f"{name}[{index}] is missing (None/NaN): drop or fill missing ids first")
-    if isinstance(value, float) and value.is_integer():
-        # A numeric id column that pandas made float (because of NaNs elsewhere) still means the integer.
-        return str(int(value))
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        text = str(value).strip()
-        if text:
-            return text
-    raise GrammarError(f"{name}[{index}] = {value!r} is not a usable id")
+    try:
+        text = id_text(value)
+    except ValueError as error:
+        raise GrammarError(f"{name}: the id at position {index} {error}") from None
+    if not text.strip():
+        raise GrammarError(f"{name}: the id at position {index} is {'blank' if text else 'empty'} ({text!r})")
+    return text
 
 
 def parse_ids(name: str, values: object) -> list[str]:
-    """Turn a namespace value (list, tuple, Series, Index, array, set, …) into ids, refusing anything ambiguous."""
+    """Turn a namespace value (list, tuple, Series, Index, array, set, …) into ids, refusing anything ambiguous.
+
+    Each id is sent exactly as it is held: str as is, integers (also numpy's and pandas' nullable ``Int64``) as
+    digits, and whole floats below 2**53 as their integer. A missing value is refused naming its position.
+    """
     if isinstance(values, str | bytes):
         raise GrammarError(f"{name} is a string; --users/--devices want a list of ids, e.g. ['a', 'b']")
     if hasattr(values, "columns"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, needs_local_scope, no_var_expand
 from traitlets import Bool, Instance, Int
 
 from amp_profile_magic import _exceptions as exc
@@ -20,6 +20,7 @@ from amp_profile_magic._grammar import (
     zip_identities,
 )
 from amp_profile_magic._panel import CellFailed, display_error
+from amp_profile_magic._words import Evaluate
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -83,7 +84,9 @@ class AmpProfileMagics(Magics):
     # -- magics -------------------------------------------------------------------------------------------------
 
     @line_cell_magic
-    def ampprofile(self, line: str, cell: str | None = None) -> Any:
+    @needs_local_scope
+    @no_var_expand  # the magic expands {expr} and $name itself, after splitting the line (see _words)
+    def ampprofile(self, line: str, cell: str | None = None, local_ns: dict[str, Any] | None = None) -> Any:
         """Look up Amplitude user profiles and get DataFrames back.
 
         Usage::
@@ -110,8 +113,9 @@ class AmpProfileMagics(Magics):
 
           user=ID / device=ID    one profile (either or both)
           --users VARIABLE       a batch: ids from a list, tuple, pandas Series/Index or array in your namespace
-                                 (any expression: --users df.user_id); --devices pairs device ids position by
-                                 position. Batches run concurrently, paced under ProfileClient.requests_per_minute.
+                                 (any expression: --users df.user_id, or quoted: --users "df['user id']");
+                                 --devices pairs device ids position by position. Batches run concurrently,
+                                 paced under ProfileClient.requests_per_minute.
           -o NAME, --out NAME    bind the result to NAME and show a one-line summary instead of the table
 
         Results: one section gives a DataFrame; several give a mapping of section name to DataFrame (``res.recs``).
@@ -124,8 +128,31 @@ class AmpProfileMagics(Magics):
 
         Tab completes keywords, the choices of ``rec_type=`` and ``propensity_type=``, and variables after
         ``--users``.
-        ``{var}`` and ``$var`` on the line are expanded from your namespace. Errors show as a short panel and end
-        the cell in error (``%config AmpProfileMagics.raise_errors = False`` only shows them).
+
+        Values and variables (ids are sent exactly as written, or exactly as a variable holds them):
+
+          user={expr}            {…} is a Python expression from your namespace, $name a variable (a name only:
+          user=$uid              $a.b is a's value then ".b"). Each gives exactly one id or value: its text is
+                                 never split on spaces or commas, nor stripped. Text around it is kept:
+                                 user=u-{n}. An undefined name is a UsageError naming it.
+          $$  {{  }}             a literal $, { or }; any other unquoted $ or } is refused
+          user='john smith'      '…' and "…" quote literally: nothing inside is expanded. Inside, the quote
+          user="o'brien"         itself is doubled: 'it''s'. A quote goes around a whole value (or a whole id of
+          recs='a b',c           a list), so o'brien or "say "hi"" unquoted are refused. Backslashes are ordinary.
+          user='1,2'             user=/device= take one id: an unquoted comma is refused (several users: --users),
+                                 a quoted one is part of the id. In recs=/comps=/propensity= lists, commas
+                                 separate ids, and an id holding a comma (quoted or from a variable) is refused.
+          user='  ab  '          spaces in a user or device id are sent as they are; around an id of a list
+                                 (recs=' a') they are refused. An empty or all-space id is refused everywhere.
+          %%ampprofile body      the same quoting, but no expansion: quote an id holding $, { or }. A bare word is
+                                 a user id; a word starting with # starts a comment.
+
+        --users/--devices ids: str as is; integers (numpy's and nullable Int64 too) as digits; whole floats below
+        2**53 as the integer. Missing values (None/NaN/NA), blank strings and larger floats are refused naming the
+        position.
+
+        Errors show as a short panel and end the cell in error (``%config AmpProfileMagics.raise_errors = False``
+        only shows them).
 
         Examples::
 
@@ -134,7 +161,7 @@ class AmpProfileMagics(Magics):
           In [3]: %ampprofile user=12345 recs=testRecId,testRecId2
           In [4]: %ampprofile user=12345 props cohorts comps propensity=0x10x -o profile
           In [5]: uid = "12345"
-          In [6]: %ampprofile user={uid} cohorts
+          In [6]: %ampprofile user={uid} cohorts         # or user=$uid; a value with spaces stays one id
           In [7]: ids = ["user-00001", "user-00002", "nobody"]
           In [8]: %ampprofile --users ids propensity=0x10x,0x11x propensity_type=pct -o scores
 
@@ -148,14 +175,14 @@ class AmpProfileMagics(Magics):
         AMPLITUDE_PROFILE_URL environment variables.
         """
         if cell is not None:
-            return self._run_cell(line, cell)
+            return self._run_cell(line, cell, local_ns)
         if line.strip() == "--sections":
             return self._list_sections()
-        invocation = self._parse(line, cell=False)
+        invocation = self._parse(line, cell=False, local_ns=local_ns)
         if invocation.identity is not None:
             return self._run(invocation, [invocation.identity], single=True)
-        users = self._ids_from("--users", invocation.users_expr)
-        devices = self._ids_from("--devices", invocation.devices_expr)
+        users = self._ids_from("--users", invocation.users_expr, local_ns)
+        devices = self._ids_from("--devices", invocation.devices_expr, local_ns)
         return self._run(invocation, self._checked(lambda: zip_identities(users, devices)), single=False)
 
     @line_magic
@@ -245,6 +272,7 @@ class AmpProfileMagics(Magics):
         print(messages[mode])
 
     @line_magic
+    @no_var_expand  # the form's arguments follow %ampprofile's expansion rules, applied by _parse
     def ampprofile_form(self, line: str) -> Any:
         """Explore a profile with a form: pick who and which sections, press Fetch, see the tables.
 
@@ -310,16 +338,29 @@ class AmpProfileMagics(Magics):
         except GrammarError as error:
             raise UsageError(f"%ampprofile: {error}") from None
 
-    def _parse(self, line: str, *, cell: bool) -> Invocation:
-        return self._checked(lambda: parse_line(line, cell=cell))  # type: ignore[no-any-return]
+    def _evaluator(self, local_ns: dict[str, Any] | None) -> Evaluate | None:
+        """Evaluate an expression as IPython's own expansion would: the caller's locals over the user namespace."""
+        shell = self.shell
+        if shell is None:
+            return None
+        if local_ns is None or local_ns is shell.user_ns:
+            return lambda source: eval(source, shell.user_global_ns, shell.user_ns)  # noqa: S307 - the user's own code
+        merged = {**shell.user_ns, **local_ns}
+        return lambda source: eval(source, merged)  # noqa: S307 - the user's own code, in a function's scope
 
-    def _ids_from(self, option: str, expression: str | None) -> list[str] | None:
+    def _parse(self, line: str, *, cell: bool, local_ns: dict[str, Any] | None = None) -> Invocation:
+        evaluate = self._evaluator(local_ns)
+        return self._checked(lambda: parse_line(line, cell=cell, evaluate=evaluate))  # type: ignore[no-any-return]
+
+    def _ids_from(self, option: str, expression: str | None, local_ns: dict[str, Any] | None) -> list[str] | None:
         if expression is None:
             return None
+        evaluate = self._evaluator(local_ns)
         try:
-            values = self.shell.ev(expression) if self.shell is not None else None
+            values = evaluate(expression) if evaluate is not None else None
         except Exception as error:
-            raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {error}") from None
+            message = " ".join(str(error).split())
+            raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {message}") from None
         return self._checked(lambda: parse_ids(expression, values))  # type: ignore[no-any-return]
 
     def _list_sections(self) -> None:
@@ -358,9 +399,9 @@ class AmpProfileMagics(Magics):
         if len(errors) == len(batch) and all(isinstance(error, SETUP_FAILURES) for error in errors):
             raise errors[0]
 
-    def _run_cell(self, line: str, cell: str) -> Any:
-        # %%ampprofile: sections on the first line, one id per line in the body.
-        invocation = self._parse(line, cell=True)
+    def _run_cell(self, line: str, cell: str, local_ns: dict[str, Any] | None) -> Any:
+        # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.
+        invocation = self._parse(line, cell=True, local_ns=local_ns)
         identities = self._checked(lambda: parse_body(cell))
         return self._run(invocation, identities, single=False)
 

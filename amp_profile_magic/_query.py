@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,14 +18,24 @@ RecType = Literal["model", "random"]
 PropensityType = Literal["score", "pct"]
 
 
+#: Parameters that hold one id: a comma in them is part of the id, not a separator.
+SINGLE_ID_PARAMETERS = ("user_id", "device_id")
+
+
 def _clean_id(parameter: str, value: object) -> str:
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    """The id exactly as given (never stripped or re-read), or :class:`InvalidQuery` saying why it cannot be sent."""
+    if isinstance(value, bool) or not isinstance(value, str | numbers.Integral):
         raise InvalidQuery(parameter, f"expected a string id, got {type(value).__name__}")
-    text = str(value).strip()
-    if not text:
-        raise InvalidQuery(parameter, "empty id")
-    if "," in text:
+    text = str(value) if isinstance(value, str) else str(int(value))
+    if not text.strip():
+        raise InvalidQuery(parameter, f"{'blank' if text else 'empty'} id")
+    if "," in text and parameter not in SINGLE_ID_PARAMETERS:
         raise InvalidQuery(parameter, f"{text!r} contains a comma, which the API uses to separate ids")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (e.g. from a mis-decoded file) has no UTF-8 form, so it cannot go into a URL.
+        raise InvalidQuery(parameter, f"{text!r} is not valid Unicode text (it holds a lone surrogate)") from None
     return text
 
 
