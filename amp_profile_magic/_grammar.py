@@ -247,6 +247,11 @@ def _body_line(number: int, line: str) -> Identity | None:
     for word in words:
         split = word.split_key()
         key, value = split if split is not None else ("user", word)
+        if split is None and key in found:
+            raise GrammarError(
+                f"line {number}: {word.source!r} is a second bare id; one lookup per line, and an id with spaces "
+                f"is quoted: {quote(line.strip())}"
+            )
         if key not in IDENTITY_KEYS:
             raise GrammarError(
                 f"line {number}: {word.source!r} is not user=ID, device=ID or a bare user id "

@@ -178,7 +178,8 @@ def _quoted(text: str, index: int) -> tuple[int, str]:
         close = text.find(char, position)
         if close < 0:
             raise GrammarError(
-                f"{_word_around(text, index)}: no closing {char} (inside quotes, write a {char} as {char}{char})"
+                f"{_word_around(text, index)}: no closing {char} (quotes go around a whole value: "
+                f'user="o\'brien"; inside quotes, write a {char} as {char}{char})'
             )
         chunks.append(text[position:close])
         if text[close + 1 : close + 2] != char:
@@ -311,7 +312,7 @@ def id_text(value: object) -> str:
         raise ValueError("is missing (None/NaN/NA): drop or fill missing ids first")
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if type(value).__name__ in ("bool", "bool_"):  # Python's and numpy's (bool_ before numpy 2)
         raise ValueError(f"= {value!r} is a boolean, not an id")
     if isinstance(value, numbers.Integral):
         return str(int(value))

@@ -100,7 +100,7 @@ def test_assignment_form_returns_the_frame(shell: Any, run: Any) -> None:
 
 
 def test_braces_and_dollar_expand_from_the_namespace(shell: Any, run: Any, emulator: Emulator) -> None:
-    """{var} and $var on the line are expanded from the user's namespace before parsing."""
+    """{expr} and $name on the line are expanded from the user's namespace, each into one value."""
     shell.user_ns.update(uid="12345", dev="ffff-ffff-ffff-ffff", pred="0x11x")
     assert run("a = %ampprofile user={uid} device=$dev propensity={pred}").result.success
     assert run("b = %ampprofile user=$uid recs={'testRecId'}").result.success
@@ -203,12 +203,12 @@ def test_bad_lines_raise_usage_error_naming_the_token_and_send_nothing(
     [
         ("12345", "is a string"),
         (pd.DataFrame({"user_id": ["12345"]}), "is a DataFrame"),
-        (["12345", float("nan")], "ids[1] is missing"),
-        (pd.Series(["12345", None]), "ids[1] is missing"),
+        (["12345", float("nan")], "ids: the id at position 1 is missing"),
+        (pd.Series(["12345", None]), "ids: the id at position 1 is missing"),
         ([], "is empty"),
         ({"a": 1}, "is a mapping"),
         (42, "is a int"),
-        (["12345", 3.5], "ids[1] = 3.5"),
+        (["12345", 3.5], "position 1 = 3.5 is not a whole number"),
     ],
     ids=["str", "DataFrame", "NaN", "None-in-Series", "empty", "dict", "int", "float"],
 )

@@ -1,8 +1,10 @@
 """Property-based fuzzing of the %ampprofile grammar through a real IPython shell.
 
 Any line gives a result or a ``UsageError`` (never another exception), and a line the grammar refuses sends
-nothing (the emulator's request counter does not move). Lines are built from the grammar's own words, values that
-are valid, nearly valid and junk, option names and namespace variables, so most examples are near misses.
+nothing (the emulator's request counter does not move). Any text in a variable, or quoted on the line, reaches
+the server exactly, or is refused for a reason the text itself gives (see ``must_refuse``). Lines are built
+from the grammar's own words, values that are valid, nearly valid and junk, option names and namespace
+variables, so most examples are near misses.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
+from amp_profile_magic._words import LINE_BREAKS, quote
 from amp_profile_magic.emulator import Emulator
 
 from .conftest import magics_of
@@ -158,3 +161,94 @@ def test_any_cell_gives_a_result_or_a_usage_error(shell: Any, emulator: Emulator
     """%%ampprofile LINE with any body returns or raises UsageError, and a refused cell sends no request."""
     magics_of(shell).raise_errors = False
     run_fuzzed(shell, emulator, lambda: shell.run_cell_magic("ampprofile", line, body))
+
+
+# -- variable expansion: arbitrary text in a variable is sent exactly, or refused --------------------------------
+
+#: Any text; now and then with a lone surrogate, which has no UTF-8 form and so cannot be sent.
+ANY_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.text(max_size=40),
+    st.text(max_size=40),
+    st.tuples(st.text(max_size=10), st.characters(categories=["Cs"])).map("".join),
+)
+
+#: How a variable's value can reach the line, and which query parameter should then carry exactly what text.
+PLACES = {
+    "user={v} cohorts": ("user_id", "{}"),
+    "user=$v cohorts": ("user_id", "{}"),
+    "device={v} cohorts": ("device_id", "{}"),
+    "user=a-{v}-$v cohorts": ("user_id", "a-{0}-{0}"),
+    "user=12345 recs={v}": ("rec_id", "{}"),
+    "user=12345 propensity=$v": ("prediction_id", "{}"),
+    "user=12345 comps={v}": ("comp_id", "{}"),
+    "--users ids cohorts": ("user_id", "{}"),
+    "--users ids --devices ids cohorts": ("device_id", "{}"),
+}
+
+
+LIST_PARAMETERS = ("rec_id", "prediction_id", "comp_id")
+
+
+def must_refuse(parameter: str, text: str) -> bool:
+    """Whether ``text`` cannot be sent exactly as ``parameter``: the only reasons the grammar may refuse it."""
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return True  # no UTF-8 form
+    if parameter in LIST_PARAMETERS:
+        # Commas separate list ids, and the section's list reading drops spaces around an id.
+        return "," in text or not text.strip() or text != text.strip()
+    return not text.strip()
+
+
+@FUZZ
+@given(text=ANY_TEXT, line=st.sampled_from(sorted(PLACES)))
+def test_any_text_in_a_variable_is_sent_exactly_or_refused(
+    shell: Any, emulator: Emulator, text: str, line: str
+) -> None:
+    """Whatever a variable holds, the server receives exactly that text, or a UsageError says why it cannot."""
+    magics_of(shell).raise_errors = False
+    shell.user_ns.update(v=text, ids=[text])
+    parameter, template = PLACES[line]
+    refusable = must_refuse(parameter, template.format(text))
+    before = emulator.request_count
+    try:
+        with capture_output():
+            shell.run_line_magic("ampprofile", line)
+    except UsageError as error:
+        event(f"{line}: refused")
+        message = str(error)
+        assert "\n" not in message
+        assert emulator.request_count == before, f"a refused line sent requests: {message}"
+        assert refusable, f"{line!r} with v={text!r} was refused though it can be sent exactly: {message}"
+        return
+    event(f"{line}: sent")
+    assert not refusable, f"{line!r} with v={text!r} should have been refused"
+    received = [entry.params for entry in emulator.requests[before:] if entry.path == "/v1/userprofile"]
+    assert received, f"{line!r} with v={text!r} neither sent nor refused"
+    assert received[0][parameter] == template.format(text)
+    # Nothing beyond what the line asked for: a value never adds parameters of its own.
+    assert set(received[0]) <= {"user_id", "device_id", "get_cohort_ids", "get_recs", "rec_id"} | {
+        "get_propensity",
+        "prediction_id",
+        "propensity_type",
+        "get_computations",
+        "comp_id",
+    }
+
+
+@FUZZ
+@given(text=ANY_TEXT.filter(lambda text: not set(text) & LINE_BREAKS))
+def test_any_quoted_literal_is_sent_exactly_or_refused(shell: Any, emulator: Emulator, text: str) -> None:
+    """user=<text quoted as the form quotes it> sends exactly ``text``; only unsendable text is refused."""
+    magics_of(shell).raise_errors = False
+    before = emulator.request_count
+    try:
+        with capture_output():
+            shell.run_line_magic("ampprofile", f"user={quote(text)} cohorts")
+    except UsageError as error:
+        message = str(error)
+        assert emulator.request_count == before, f"a refused line sent requests: {message}"
+        assert must_refuse("user_id", text), f"{text!r} was refused though it can be sent exactly: {message}"
+        return
+    received = [entry.params for entry in emulator.requests[before:] if entry.path == "/v1/userprofile"]
+    assert received == [{"user_id": text, "get_cohort_ids": "true"}]
