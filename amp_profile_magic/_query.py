@@ -43,7 +43,8 @@ def _clean_ids(parameter: str, values: Iterable[object] | None) -> tuple[str, ..
     if values is None:
         return ()
     if isinstance(values, str):
-        values = values.split(",")
+        # A comma-separated string is list syntax ("a, b"): the spaces after its commas are not part of the ids.
+        values = [part.strip() for part in values.split(",")]
     elif isinstance(values, bytes) or not isinstance(values, Iterable):
         kind = type(values).__name__
         raise InvalidQuery(parameter, f"expected a list of ids or a comma-separated string, not {kind}")

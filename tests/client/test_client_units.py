@@ -119,8 +119,8 @@ def test_query_extra_params_from_section_plugins_go_in_the_main_request() -> Non
 
 
 def test_queries_are_normalised_hashable_and_equal_when_they_ask_the_same() -> None:
-    """Ids are trimmed and deduplicated, lists become tuples, and equal queries hash alike (so batches dedupe)."""
-    first = ProfileQuery(user_id=" 42 ", rec_ids=["a", "b", "a"], comp_ids=None)  # type: ignore[arg-type]
+    """Ids are deduplicated, lists become tuples, and equal queries hash alike (so batches dedupe)."""
+    first = ProfileQuery(user_id="42", rec_ids=["a", "b", "a"], comp_ids=None)  # type: ignore[arg-type]
     second = ProfileQuery(user_id=42, rec_ids="a,b")  # type: ignore[arg-type]
     assert first == second
     assert hash(first) == hash(second)
