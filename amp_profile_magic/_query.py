@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,6 +21,7 @@ PropensityType = Literal["score", "pct"]
 
 #: Parameters that hold one id: a comma in them is part of the id, not a separator.
 SINGLE_ID_PARAMETERS = ("user_id", "device_id")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _clean_id(parameter: str, value: object) -> str:
@@ -31,11 +33,9 @@ def _clean_id(parameter: str, value: object) -> str:
         raise InvalidQuery(parameter, f"{'blank' if text else 'empty'} id")
     if "," in text and parameter not in SINGLE_ID_PARAMETERS:
         raise InvalidQuery(parameter, f"{text!r} contains a comma, which the API uses to separate ids")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if LONE_SURROGATE.search(text):
         # A lone surrogate (e.g. from a mis-decoded file) has no UTF-8 form, so it cannot go into a URL.
-        raise InvalidQuery(parameter, f"{text!r} is not valid Unicode text (it holds a lone surrogate)") from None
+        raise InvalidQuery(parameter, f"{text!r} is not valid Unicode text (it holds a lone surrogate)")
     return text
 
 
