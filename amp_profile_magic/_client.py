@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from traitlets import Enum, Float, Int, TraitError, Unicode, default, observe, validate
@@ -317,7 +317,15 @@ class ProfileClient(Configurable):
     def _lookup(self, query: ProfileQuery, cancel: threading.Event | None) -> Profile:
         self._check_settings()
         payloads = [self._request_with_retries(params, cancel) for params in query.requests]
-        return profile_from_responses(query, payloads)
+        try:
+            return profile_from_responses(query, payloads, secret=self.api_key)
+        except (ArithmeticError, LookupError, RecursionError, TypeError, ValueError) as error:
+            # A shape the validation did not foresee still fails only this user, with a clear kind. The original
+            # is not chained: its frames hold the raw response.
+            problem = type(error).__name__
+        raise exc.MalformedResponse(
+            f"The API's response for {query.describe()} could not be read ({problem}).", status=200
+        )
 
     def _check_settings(self) -> None:
         if self.region == "eu":
@@ -539,19 +547,38 @@ def _proxy_status(error: Exception) -> int | None:
 
 
 def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
+    """The JSON body of a 200 answer; any other answer raises the :class:`ProfileError` it stands for.
+
+    Failures are told apart by the status, the top-level ``error`` of a JSON body, or the text of a non-JSON body.
+    Never by text inside ``userData``: a profile whose property holds an error phrase is data.
+    """
     status = response.status_code
-    # A proxy or a wrong endpoint may echo the request's headers in its body: mask the key before quoting it.
-    # The key is revealed only inside _redact: a str local here would show in tracebacks with locals.
-    text = redact(response.text, secret.reveal() if secret else "")
     where = f"HTTP {status} from the Profile API"
-    if UNKNOWN_USER_TEXT in text:
+    if status == 200:
+        payload = _json_body(response, where)
+        error = payload.get("error") if isinstance(payload, dict) and "userData" not in payload else None
+        if error is None:
+            return payload
+        # A 200 that is the API's {"error": ...} and no profile: classified like a failure status.
+        message = redact(error, secret.reveal() if secret else "") if isinstance(error, str) else ""
+        _raise_failure(response, where, message, message or f"an 'error' that is {type(error).__name__}", secret)
+    # A proxy or a wrong endpoint may echo the request's headers in its body: mask the key before quoting it.
+    # The key is revealed only inside redact: a str local here would show in tracebacks with locals.
+    text = redact(response.text, secret.reveal() if secret else "")
+    _raise_failure(response, where, _error_text(text), text.strip(), secret)
+
+
+def _raise_failure(response: httpx.Response, where: str, message: str, shown: str, secret: Secret | None) -> NoReturn:
+    """Raise the error an answer stands for; ``message`` is what its body says (classified), ``shown`` the quote."""
+    status = response.status_code
+    if UNKNOWN_USER_TEXT in message:
         raise exc.UnknownUser(f"{where}: {UNKNOWN_USER_TEXT}.", status=status, api_message=UNKNOWN_USER_TEXT)
-    if status == 429 or THROTTLED_TEXT in text:
+    if status == 429 or THROTTLED_TEXT in message:
         retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
         raise exc.Throttled(
-            f"{where}: {_snippet(_error_text(text)) or 'too many requests'}.",
+            f"{where}: {_snippet(message) or 'too many requests'}.",
             status=status,
-            api_message=_error_text(text) or None,
+            api_message=message or None,
             retry_after=retry_after,
         )
     if status in REDIRECT_STATUSES:
@@ -562,36 +589,46 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
             location=location,
         )
     if status == 401:
-        if "Missing Api-Key" in text:
-            raise exc.MissingAuthHeader(f"{where}: {_snippet(text)}.", status=status, api_message=text.strip())
-        raise exc.InvalidKey(f"{where}: {_snippet(text) or 'unauthorised'}.", status=status, api_message=text.strip())
+        if "Missing Api-Key" in message:
+            raise exc.MissingAuthHeader(f"{where}: {_snippet(shown)}.", status=status, api_message=shown)
+        raise exc.InvalidKey(f"{where}: {_snippet(shown) or 'unauthorised'}.", status=status, api_message=shown or None)
     if status == 404:
         raise exc.EndpointNotFound(f"{where}: nothing at {response.url.copy_with(query=None)}.", status=status)
     if status >= 500:
         raise exc.ServerUnavailable(
-            f"{where}: {_snippet(text) or 'server error'}.", status=status, api_message=text.strip() or None
+            f"{where}: {_snippet(shown) or 'server error'}.", status=status, api_message=shown or None
         )
-    if status != 200:
-        message = _error_text(text)
-        raise exc.UnexpectedResponse(
-            f"{where}: {_snippet(message) or 'no message'}.", status=status, api_message=message or None
-        )
+    quoted = message or shown
+    raise exc.UnexpectedResponse(
+        f"{where}: {_snippet(quoted) or 'no message'}.", status=status, api_message=quoted or None
+    )
+
+
+def _json_body(response: httpx.Response, where: str) -> Any:
+    """Parse a 200's body; a body that is not JSON, or nested past what the parser can recurse, is malformed."""
     try:
-        payload = response.json()
+        return json.loads(response.content)
+    except RecursionError:
+        problem = "it is nested too deeply to read"
     except ValueError as error:
-        raise exc.MalformedResponse(f"{where} is not JSON: {_snippet(text, 80)!r}.", status=status) from error
-    if isinstance(payload, dict) and "userData" not in payload and "error" in payload:
-        message = redact(str(payload["error"]), secret.reveal() if secret else "")
-        raise exc.UnexpectedResponse(f"{where}: {message}.", status=status, api_message=message)
-    return payload
+        # JSONDecodeError's and the digit limit's messages name a position or a size, never the body's text.
+        problem = f"{type(error).__name__}: {error}"
+    # Raised here, outside the except blocks: the parser's frames (which hold the raw, unredacted body in their
+    # locals) must not ride along as the exception's context.
+    raise exc.MalformedResponse(f"{where} is not JSON ({problem}).", status=response.status_code)
 
 
 def _error_text(text: str) -> str:
-    """The API's ``{"error": ...}`` message when the body is that JSON, else the body itself."""
+    """What a failure body says: the top-level ``error`` of a JSON object, or the whole body when it is not JSON.
+
+    A JSON object or list without a string ``error`` says nothing: text inside it is data, not an error message.
+    """
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text.strip()
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return str(body["error"])
+    if isinstance(body, dict | list):
+        return ""
     return text.strip()

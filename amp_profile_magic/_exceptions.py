@@ -218,6 +218,13 @@ class MalformedResponse(ApiError):
     kind = "malformed_response"
     hint = "Check ProfileClient.endpoint: something other than the Profile API may be answering."
 
+    def __init__(
+        self, message: str, *, status: int | None = None, api_message: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, api_message=api_message)
+        #: The offending value's path in the response (``recommendations[0].last_updated``), when one was named.
+        self.field = field
+
 
 class ResponseTooLarge(MalformedResponse):
     """The answer's body is larger than any User Profile API answer; it was not read past the cap."""

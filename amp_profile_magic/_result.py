@@ -16,17 +16,21 @@ if TYPE_CHECKING:
 
 __all__ = ["FAILURE_COLUMNS", "ProfileResult", "build_result", "failures_frame", "summary_line"]
 
-FAILURE_COLUMNS = ("user_id", "device_id", "kind", "status", "message")
+FAILURE_COLUMNS = ("user_id", "device_id", "kind", "status", "field", "message")
 
 
 def failure_records(batch: BatchResult) -> list[dict[str, Any]]:
-    """One record per failed input (duplicates included), in input order."""
+    """One record per failed input (duplicates included), in input order, with the ids that were asked for.
+
+    ``field`` names the response value that could not be read (``recommendations[0].last_updated``), else None.
+    """
     return [
         {
             "user_id": outcome.query.user_id,
             "device_id": outcome.query.device_id,
             "kind": outcome.error.kind,
             "status": outcome.error.status,
+            "field": getattr(outcome.error, "field", None),
             "message": outcome.error.message,
         }
         for outcome in batch.failures
@@ -61,7 +65,7 @@ def summary_line(batch: BatchResult) -> str:
 class ProfileResult(Mapping[str, "pd.DataFrame"]):
     """Several sections' DataFrames by name (``res["recs"]`` or ``res.recs``), plus ``res.failures``.
 
-    ``failures`` has one row per input that did not return data: ``user_id, device_id, kind, status, message``.
+    ``failures`` has one row per input that did not return data: ``user_id, device_id, kind, status, field, message``.
     """
 
     def __init__(

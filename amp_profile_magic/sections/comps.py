@@ -40,14 +40,10 @@ class CompsSection(Section):
         return query.wants_computations
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
-        import pandas as pd
-
-        frame = properties_frame(profiles, [profile.computations or {} for profile in profiles])
+        frame = properties_frame(profiles, [profile.computations or {} for profile in profiles], prefix="comp:")
         for column in frame.columns[2:]:
-            values = frame[column]
-            numbers = pd.to_numeric(values, errors="coerce")
-            # Convert only when every present value is numeric: a text computation stays text.
-            if numbers.notna().sum() == values.notna().sum():
+            numbers = _numbers(frame[column])
+            if numbers is not None:
                 frame[column] = numbers
         return frame
 
@@ -61,3 +57,22 @@ class CompsSection(Section):
                 bare_word="all",
             ),
         )
+
+
+def _numbers(values: pd.Series[Any]) -> pd.Series[Any] | None:
+    """The column as finite numbers when every present value is a number or a numeric string, else None.
+
+    A text computation stays text; so does a column holding a boolean, an object, ``"nan"`` or ``"1e400"``: reading
+    those as numbers would turn them into values they are not.
+    """
+    import math
+
+    import pandas as pd
+
+    present = values.dropna()
+    if not all(isinstance(value, str | int | float) and not isinstance(value, bool) for value in present):
+        return None
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() != len(present) or not all(math.isfinite(number) for number in numbers.dropna()):
+        return None
+    return numbers

@@ -31,22 +31,37 @@ class PropsSection(Section):
         return query.props
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
-        return properties_frame(profiles, [profile.properties or {} for profile in profiles])
+        return properties_frame(profiles, [profile.properties or {} for profile in profiles], prefix="prop:")
 
     def controls(self) -> tuple[Control, ...]:
         return (Control(keyword="props", label="User properties", kind="toggle", default=False),)
 
 
-def properties_frame(profiles: Sequence[Profile], values: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+#: The identity columns every frame starts with; a key named like one of them is renamed.
+IDENTITY_COLUMNS = ("user_id", "device_id")
+
+#: Python ints a nullable Int64 column holds; a larger integer keeps its column as Python objects.
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def column_name(key: str, prefix: str) -> str:
+    """The column for a property (or computation) ``key``: the key itself unless it would collide.
+
+    A key named like an identity column gets ``prefix`` (``prop:user_id``). So that a renamed key never meets a real
+    one, a key that already starts with ``prefix`` gets it too (``prop:x`` becomes ``prop:prop:x``): no two keys
+    share a column and none is dropped.
+    """
+    return prefix + key if key in IDENTITY_COLUMNS or key.startswith(prefix) else key
+
+
+def properties_frame(profiles: Sequence[Profile], values: Sequence[Mapping[str, Any]], *, prefix: str) -> pd.DataFrame:
     """One row per profile: identity columns, then every key seen in any profile, in first-seen order."""
     import pandas as pd
 
     columns: dict[str, list[Any]] = identity_columns(profiles)
     keys = list(dict.fromkeys(key for mapping in values for key in mapping))
     for key in keys:
-        # A property named like an identity column must not overwrite it.
-        name = key if key not in ("user_id", "device_id") else f"prop_{key}"
-        columns[name] = _native([mapping.get(key) for mapping in values])
+        columns[column_name(key, prefix)] = _native([mapping.get(key) for mapping in values])
     return pd.DataFrame(columns)
 
 
@@ -59,6 +74,8 @@ def _native(values: list[Any]) -> Any:
         return values
     if all(isinstance(value, bool) for value in present):
         return pd.array(values, dtype="boolean")
-    if all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+    if all(
+        isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1] for value in present
+    ):
         return pd.array(values, dtype="Int64")
     return values

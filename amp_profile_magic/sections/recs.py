@@ -28,7 +28,7 @@ COLUMNS = (
 
 
 class RecsSection(Section):
-    """Recommendations: ``rank`` is 1-based in the API's order; ``last_updated`` is a UTC timestamp."""
+    """Recommendations: ``rank`` is 1-based in the API's order; ``last_updated`` is a UTC timestamp (ns)."""
 
     name = "recs"
     keywords = ("recs", "rec_type")
@@ -72,7 +72,8 @@ class RecsSection(Section):
         frame = pd.DataFrame(columns, columns=list(COLUMNS))
         frame["rank"] = frame["rank"].astype("int64")
         frame["is_control"] = frame["is_control"].astype("boolean")
-        frame["last_updated"] = pd.to_datetime(frame["last_updated"], unit="s", utc=True)
+        # The model keeps only times a nanosecond column holds; one resolution whatever pandas would infer.
+        frame["last_updated"] = pd.to_datetime(frame["last_updated"], utc=True).astype("datetime64[ns, UTC]")
         return frame
 
     def controls(self) -> tuple[Control, ...]:

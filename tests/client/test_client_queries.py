@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -102,7 +103,8 @@ def expected_profile(emulator: Emulator, params: dict[str, Any]) -> Profile:
                 items=tuple(rec.items),
                 is_control=rec.is_control,
                 recommendation_source=rec.recommendation_source,
-                last_updated=rec.last_updated,
+                # The emulator serves epoch seconds; the typed profile holds them as a UTC datetime.
+                last_updated=datetime.fromtimestamp(rec.last_updated, UTC),
             )
             for rec in emulated
         )
@@ -248,7 +250,11 @@ def test_documented_single_recommendation(emulator: Emulator, make_client: Calla
     assert profile == Profile(
         user_id="12345",
         device_id="ffff-ffff-ffff-ffff",
-        recommendations=(Recommendation("testRecId", "testRecId", DOC_ITEMS, False, "model", 1608670720),),
+        recommendations=(
+            Recommendation(
+                "testRecId", "testRecId", DOC_ITEMS, False, "model", datetime.fromtimestamp(1608670720, UTC)
+            ),
+        ),
     )
     assert profile.properties is None
     assert profile.cohort_ids is None
@@ -261,14 +267,14 @@ def test_documented_multiple_recommendations(emulator: Emulator, make_client: Ca
     profile = client.lookup(user_id="12345", rec_ids=["testRecId", "testRecId2"])
     assert sent(emulator) == [[("user_id", "12345"), ("get_recs", "true"), ("rec_id", "testRecId,testRecId2")]]
     assert profile.recommendations == (
-        Recommendation("testRecId", "testRecId", DOC_ITEMS, False, "model", 1608670720),
+        Recommendation("testRecId", "testRecId", DOC_ITEMS, False, "model", datetime.fromtimestamp(1608670720, UTC)),
         Recommendation(
             "testRecId2",
             "testRecId2",
             ("bulgogi", "bibimbap", "kimchi", "croffles", "samgyeopsal"),
             False,
             "model2",
-            1608670658,
+            datetime.fromtimestamp(1608670658, UTC),
         ),
     )
 

@@ -151,29 +151,31 @@ def user_data(**fields: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("payload", "named"),
     [
-        ([1, 2], "not a JSON object"),
-        ("text", "not a JSON object"),
-        (None, "not a JSON object"),
-        ({"data": {}}, "'userData'"),
-        ({"userData": []}, "'userData'"),
-        (user_data(user_id={"id": 1}), "'user_id'"),
-        (user_data(device_id=[1]), "'device_id'"),
-        (user_data(recommendations={"rec_id": "r"}), "'recommendations'"),
-        (user_data(recommendations="r"), "'recommendations'"),
-        (user_data(recommendations=[{"items": []}]), "'rec_id'"),
-        (user_data(recommendations=["r"]), "'rec_id'"),
-        (user_data(recommendations=[{"rec_id": "r", "items": "cookie"}]), "item list"),
-        (user_data(amp_props=["a"]), "'amp_props'"),
-        (user_data(cohort_ids="cohort1"), "'cohort_ids'"),
-        (user_data(propensities={"p": 1}), "'propensities'"),
-        (user_data(propensities=[{"prop": 0.5}]), "'pred_id'"),
+        ([1, 2], "the body"),
+        ("text", "the body"),
+        (None, "the body"),
+        ({"data": {}}, "userData"),
+        ({"userData": []}, "userData"),
+        (user_data(user_id={"id": 1}), "user_id"),
+        (user_data(device_id=[1]), "device_id"),
+        (user_data(recommendations={"rec_id": "r"}), "recommendations"),
+        (user_data(recommendations="r"), "recommendations"),
+        (user_data(recommendations=[{"items": []}]), "recommendations[0].rec_id"),
+        (user_data(recommendations=["r"]), "recommendations[0]"),
+        (user_data(recommendations=[{"rec_id": "r", "items": "cookie"}]), "recommendations[0].items"),
+        (user_data(amp_props=["a"]), "amp_props"),
+        (user_data(cohort_ids="cohort1"), "cohort_ids"),
+        (user_data(propensities={"p": 1}), "propensities"),
+        (user_data(propensities=[{"prop": 0.5}]), "propensities[0].pred_id"),
     ],
 )
 def test_malformed_shapes_raise_malformed_response_naming_the_field(payload: object, named: str) -> None:
-    """A body that is not the documented shape raises MalformedResponse that names what is wrong."""
+    """A body that is not the documented shape raises MalformedResponse whose ``field`` names what is wrong."""
     query = ProfileQuery(user_id="u", rec_ids=("r",), props=True, cohorts=True, prediction_ids=("p",))
     error = expect_failure(MalformedResponse, lambda: profile_from_responses(query, [payload]))
-    assert named in str(error)
+    assert isinstance(error, MalformedResponse)
+    assert error.field == named
+    assert f"{named} is " in str(error)
 
 
 def test_malformed_second_response_of_a_split_lookup_is_reported() -> None:
@@ -208,15 +210,18 @@ def test_null_sections_that_were_asked_for_are_empty_not_missing() -> None:
     assert profile.propensities == (Propensity("p", "score", None),)
 
 
-def test_propensity_falls_back_to_the_scalar_and_ignores_non_numbers() -> None:
-    """Without a propensities list the scalar serves a single id; true, strings and null are no value."""
+def test_propensity_falls_back_to_the_scalar_and_refuses_non_numbers() -> None:
+    """Without a propensities list the scalar serves a single id; null is no value, true or a string is malformed."""
     one = ProfileQuery(user_id="u", prediction_ids=("p",), propensity_type="pct")
     assert profile_from_responses(one, [user_data(propensity=83)]).propensities == (Propensity("p", "pct", 83.0),)
-    for junk in (True, "0.5", None):
-        body = user_data(propensity=junk, propensities=[{"pred_id": "p", "prop": junk}])
-        profile = profile_from_responses(one, [body])
-        assert profile.propensities == (Propensity("p", "pct", None),)
-        assert profile.propensity is None
+    profile = profile_from_responses(one, [user_data(propensity=None, propensities=[{"pred_id": "p", "prop": None}])])
+    assert profile.propensities == (Propensity("p", "pct", None),)
+    assert profile.propensity is None
+    for junk in (True, "0.5"):
+        body = user_data(propensity=None, propensities=[{"pred_id": "p", "prop": junk}])
+        error = expect_failure(MalformedResponse, lambda body=body: profile_from_responses(one, [body]))
+        assert isinstance(error, MalformedResponse)
+        assert error.field == "propensities[0].prop"
 
 
 def test_propensity_type_is_the_one_requested_not_the_echo() -> None:

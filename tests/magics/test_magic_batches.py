@@ -51,6 +51,7 @@ def test_cell_body_lines_one_section_gives_frame_with_failures(shell: Any, run: 
             "device_id": None,
             "kind": "unknown_user",
             "status": 400,
+            "field": None,
             "message": "HTTP 400 from the Profile API: User id and device id not seen before.",
         }
     ]
@@ -77,7 +78,7 @@ def test_failures_frame_columns_and_every_input_accounted(shell: Any, run: Any) 
     assert done.result.success
     res = shell.user_ns["res"]
     assert isinstance(res, ProfileResult)
-    assert list(res.failures.columns) == ["user_id", "device_id", "kind", "status", "message"]
+    assert list(res.failures.columns) == ["user_id", "device_id", "kind", "status", "field", "message"]
     assert list(res.failures["user_id"]) == ["nobody", "ghost"]
     assert list(res.failures["kind"]) == ["unknown_user", "unknown_user"]
     assert str(res.failures["status"].dtype) == "Int64"
