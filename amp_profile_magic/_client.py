@@ -317,15 +317,12 @@ class ProfileClient(Configurable):
     def _lookup(self, query: ProfileQuery, cancel: threading.Event | None) -> Profile:
         self._check_settings()
         payloads = [self._request_with_retries(params, cancel) for params in query.requests]
-        try:
-            return profile_from_responses(query, payloads, secret=self.api_key)
-        except (ArithmeticError, LookupError, RecursionError, TypeError, ValueError) as error:
-            # A shape the validation did not foresee still fails only this user, with a clear kind. The original
-            # is not chained: its frames hold the raw response.
-            problem = type(error).__name__
-        raise exc.MalformedResponse(
-            f"The API's response for {query.describe()} could not be read ({problem}).", status=200
-        )
+        profile = _validated(query, payloads, self.api_key)
+        # The raw bodies must not be a local of a frame the failure's traceback holds (%xmode Verbose prints them).
+        del payloads
+        if isinstance(profile, exc.MalformedResponse):
+            raise profile
+        return profile
 
     def _check_settings(self) -> None:
         if self.region == "eu":
@@ -546,6 +543,22 @@ def _proxy_status(error: Exception) -> int | None:
     return int(head) if head.isdigit() and len(head) == 3 else None
 
 
+def _validated(query: ProfileQuery, payloads: list[Any], secret: Secret) -> Profile | exc.MalformedResponse:
+    """The profile, or the failure to read it, returned without a traceback: its frames hold the raw bodies."""
+    try:
+        return profile_from_responses(query, payloads, secret=secret)
+    except exc.MalformedResponse as error:
+        error.__context__ = None  # whatever was being handled when it was raised may quote the body too
+        return error.with_traceback(None)
+    except (ArithmeticError, LookupError, RecursionError, TypeError, ValueError) as error:
+        # A shape the validation did not foresee still fails only this user, with a clear kind. The original is
+        # not chained: its frames hold the raw response.
+        problem = type(error).__name__
+    return exc.MalformedResponse(
+        f"The API's response for {query.describe()} could not be read ({problem}).", status=200
+    )
+
+
 def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
     """The JSON body of a 200 answer; any other answer raises the :class:`ProfileError` it stands for.
 
@@ -555,7 +568,7 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
     status = response.status_code
     where = f"HTTP {status} from the Profile API"
     if status == 200:
-        payload = _json_body(response, where)
+        payload = _json_body(response, where, secret)
         error = payload.get("error") if isinstance(payload, dict) and "userData" not in payload else None
         if error is None:
             return payload
@@ -604,18 +617,21 @@ def _raise_failure(response: httpx.Response, where: str, message: str, shown: st
     )
 
 
-def _json_body(response: httpx.Response, where: str) -> Any:
+def _json_body(response: httpx.Response, where: str, secret: Secret | None) -> Any:
     """Parse a 200's body; a body that is not JSON, or nested past what the parser can recurse, is malformed."""
     try:
         return json.loads(response.content)
     except RecursionError:
         problem = "it is nested too deeply to read"
+    except json.JSONDecodeError:
+        # The body's start says more than the parser's position (an HTML error page, a truncated profile).
+        problem = repr(_snippet(redact(response.text, secret.reveal() if secret else ""), 80))
     except ValueError as error:
-        # JSONDecodeError's and the digit limit's messages name a position or a size, never the body's text.
+        # The digit limit's and the decoder's messages name a size or a byte, never the body's text.
         problem = f"{type(error).__name__}: {error}"
     # Raised here, outside the except blocks: the parser's frames (which hold the raw, unredacted body in their
     # locals) must not ride along as the exception's context.
-    raise exc.MalformedResponse(f"{where} is not JSON ({problem}).", status=response.status_code)
+    raise exc.MalformedResponse(f"{where} is not JSON: {problem}.", status=response.status_code)
 
 
 def _error_text(text: str) -> str:

@@ -120,7 +120,8 @@ class AmpProfileMagics(Magics):
 
         Results: one section gives a DataFrame; several give a mapping of section name to DataFrame (``res.recs``).
         Every frame has ``user_id`` and ``device_id`` columns. A batch never drops a user: failures are in
-        ``df.attrs["failures"]`` (one section) or ``res.failures`` (several), with a one-line summary inline.
+        ``df.attrs["failures"]`` (one section) or ``res.failures`` (several), with a one-line summary inline; an
+        answer that is not the documented JSON fails only its user, and its record's ``field`` names the value.
         An interrupted batch ends the cell in error but keeps what it fetched, in the ``-o`` name or else in
         ``_ampprofile_partial``.
         One request per user whatever the sections, except ``props`` with ``comps``: the API merges both into

@@ -178,6 +178,10 @@ class _Reader:
             try:
                 when = datetime.fromisoformat(value.strip())
             except ValueError:
+                parsed = False  # failed below, outside this block: the ValueError quotes the string unredacted
+            else:
+                parsed = True
+            if not parsed:
                 self.fail(path, f"is {self.describe(value)}, not {expected}")
             try:
                 # The API's times are UTC; a string without an offset is read as UTC too.

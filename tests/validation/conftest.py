@@ -72,9 +72,10 @@ class ScriptedApi:
     crafted :class:`Answer`, and every other id gets :func:`good_user_data`."""
 
     server: ThreadingHTTPServer
-    answers: dict[str, Answer] = field(default_factory=dict)
-    requests: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Not in the repr: a test's frame (shown with locals in a checked traceback) would print every crafted body.
+    answers: dict[str, Answer] = field(default_factory=dict, repr=False)
+    requests: list[dict[str, str]] = field(default_factory=list, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def url(self) -> str:
