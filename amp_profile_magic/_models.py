@@ -40,6 +40,7 @@ TIMESTAMP_RANGE = (datetime(1677, 9, 22, tzinfo=UTC), datetime(2262, 4, 11, tzin
 PROPENSITY_RANGE = (0.0, 100.0)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_RANGE = (TIMESTAMP_RANGE[0].timestamp(), TIMESTAMP_RANGE[1].timestamp())
 _QUOTE_LIMIT = 40
 
 
@@ -127,7 +128,7 @@ class _Reader:
             text = self._clean(value)
             shown = text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 1] + "…"
             return f"the string {shown!r}"
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             return "an object"
         if isinstance(value, list):
             return "a list"
@@ -145,6 +146,12 @@ class _Reader:
             return str(value)
         self.fail(path, f"is {self.describe(value)}, not a string or integer id")
 
+    def identifiers(self, values: list[Any], path: str) -> tuple[str, ...]:
+        """A list of ids, as strings; the element's path is only built for a message."""
+        if all(type(value) is str for value in values):  # the common case, without a path per element
+            return tuple(values)
+        return tuple(self.identifier(value, f"{path}[{index}]") for index, value in enumerate(values))
+
     def optional_identifier(self, value: object, path: str) -> str | None:
         return None if value is None else self.identifier(value, path)
 
@@ -160,39 +167,42 @@ class _Reader:
 
     def timestamp(self, value: object, path: str) -> datetime | None:
         """Epoch seconds (an integer or a float, exponent form included) or an ISO 8601 string, in pandas' range."""
-        low, high = TIMESTAMP_RANGE
-        expected = "epoch seconds or an ISO 8601 timestamp"
-        span = f"outside the timestamps a pandas column holds ({low:%Y-%m-%d} to {high:%Y-%m-%d})"
         if value is None:
             return None
-        if isinstance(value, bool):
-            self.fail(path, f"is {self.describe(value)}, not {expected}")
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):  # an int never converts: it may overflow
-                self.fail(path, f"is {self.describe(value)}, not {expected}")
-            if not low.timestamp() <= value <= high.timestamp():
-                self.fail(path, f"is {self.describe(value)} seconds, {span}")
+                self._not_a_time(value, path)
+            if not _EPOCH_RANGE[0] <= value <= _EPOCH_RANGE[1]:
+                self._out_of_range(value, path, unit=" seconds")
             # Exact for ints and keeps a float's microseconds; fromtimestamp would round through the local clock.
             return _EPOCH + timedelta(seconds=value)
-        if isinstance(value, str):
-            try:
-                when = datetime.fromisoformat(value.strip())
-            except ValueError:
-                parsed = False  # failed below, outside this block: the ValueError quotes the string unredacted
-            else:
-                parsed = True
-            if not parsed:
-                self.fail(path, f"is {self.describe(value)}, not {expected}")
-            try:
-                # The API's times are UTC; a string without an offset is read as UTC too.
-                when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-                inside = low <= when <= high
-            except OverflowError:  # an offset that moves year 1 or 9999 past what datetime holds
-                inside = False
-            if not inside:
-                self.fail(path, f"is {self.describe(value)}, {span}")
-            return when
-        self.fail(path, f"is {self.describe(value)}, not {expected}")
+        if not isinstance(value, str):
+            self._not_a_time(value, path)
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = False  # failed below, outside this block: the ValueError quotes the string unredacted
+        else:
+            parsed = True
+        if not parsed:
+            self._not_a_time(value, path)
+        try:
+            # The API's times are UTC; a string without an offset is read as UTC too.
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+            inside = TIMESTAMP_RANGE[0] <= when <= TIMESTAMP_RANGE[1]
+        except OverflowError:  # an offset that moves year 1 or 9999 past what datetime holds
+            inside = False
+        if not inside:
+            self._out_of_range(value, path)
+        return when
+
+    def _not_a_time(self, value: object, path: str) -> NoReturn:
+        self.fail(path, f"is {self.describe(value)}, not epoch seconds or an ISO 8601 timestamp")
+
+    def _out_of_range(self, value: object, path: str, unit: str = "") -> NoReturn:
+        low, high = TIMESTAMP_RANGE
+        span = f"outside the timestamps a pandas column holds ({low:%Y-%m-%d} to {high:%Y-%m-%d})"
+        self.fail(path, f"is {self.describe(value)}{unit}, {span}")
 
     def propensity(self, value: object, path: str) -> float | None:
         low, high = PROPENSITY_RANGE
@@ -219,7 +229,7 @@ class _Reader:
         """A JSON object; ``null`` reads as an empty one."""
         if value is None:
             return {}
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             return value
         self.fail(path, f"is {self.describe(value)}, not an object")
 
@@ -227,6 +237,11 @@ class _Reader:
         """An object of arbitrary JSON values (properties, computations), checked to be finite and shallow."""
         mapping = self.mapping(value, path)
         for key, item in mapping.items():
+            kind = type(item)
+            if item is None or kind is str or kind is int or kind is bool:
+                continue  # the common case, checked without building the path
+            if kind is float and math.isfinite(item):
+                continue
             self.plain_json(item, self.key_path(path, key))
         return dict(mapping)
 
@@ -237,19 +252,20 @@ class _Reader:
             item, depth = pending.pop()
             if isinstance(item, float) and not math.isfinite(item):
                 self.fail(path, f"holds {self.describe(item)}, which is not a JSON number")
-            if isinstance(item, list | Mapping):
+            if isinstance(item, list | dict):
                 if depth >= MAX_DEPTH:
                     self.fail(path, f"is nested more than {MAX_DEPTH} levels deep")
-                children = item.values() if isinstance(item, Mapping) else item
+                children = item.values() if isinstance(item, dict) else item
                 pending.extend((child, depth + 1) for child in children)
 
     # -- sections -----------------------------------------------------------------------------------------------
 
     def user_data(self, payload: object) -> Mapping[str, Any]:
-        if not isinstance(payload, Mapping):
+        # JSON objects are checked as dicts (what json.loads gives): the Mapping ABC costs several times more a value.
+        if not isinstance(payload, dict):
             self.fail("the body", f"is {self.describe(payload)}, not a JSON object")
         data = payload.get("userData")
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             self.fail("userData", f"is {self.describe(data)}, not an object")
         return data
 
@@ -257,7 +273,7 @@ class _Reader:
         recs = []
         for index, entry in enumerate(self.listing(raw, "recommendations")):
             path = f"recommendations[{index}]"
-            if not isinstance(entry, Mapping):
+            if not isinstance(entry, dict):
                 self.fail(path, f"is {self.describe(entry)}, not an object")
             rec_id = self.identifier(entry.get("rec_id"), f"{path}.rec_id")
             items = self.listing(entry.get("items"), f"{path}.items")
@@ -265,9 +281,7 @@ class _Reader:
                 Recommendation(
                     rec_id=rec_id,
                     child_rec_id=self.optional_identifier(entry.get("child_rec_id"), f"{path}.child_rec_id"),
-                    items=tuple(
-                        self.identifier(item, f"{path}.items[{position}]") for position, item in enumerate(items)
-                    ),
+                    items=self.identifiers(items, f"{path}.items"),
                     is_control=self.flag(entry.get("is_control"), f"{path}.is_control"),
                     recommendation_source=self.text(
                         entry.get("recommendation_source"), f"{path}.recommendation_source"
@@ -278,10 +292,7 @@ class _Reader:
         return tuple(recs)
 
     def cohorts(self, raw: object) -> tuple[str, ...]:
-        return tuple(
-            self.identifier(cohort, f"cohort_ids[{index}]")
-            for index, cohort in enumerate(self.listing(raw, "cohort_ids"))
-        )
+        return self.identifiers(self.listing(raw, "cohort_ids"), "cohort_ids")
 
     def propensities(self, data: Mapping[str, Any], query: ProfileQuery) -> tuple[tuple[Propensity, ...], float | None]:
         scalar = self.propensity(data.get("propensity"), "propensity")
@@ -290,7 +301,7 @@ class _Reader:
         if raw is not None:
             for index, entry in enumerate(self.listing(raw, "propensities")):
                 path = f"propensities[{index}]"
-                if not isinstance(entry, Mapping):
+                if not isinstance(entry, dict):
                     self.fail(path, f"is {self.describe(entry)}, not an object")
                 pred_id = self.identifier(entry.get("pred_id"), f"{path}.pred_id")
                 by_id[pred_id] = self.propensity(entry.get("prop"), f"{path}.prop")
