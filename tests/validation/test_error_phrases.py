@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from amp_profile_magic import MalformedResponse, ProfileClient, ProfileError
+from amp_profile_magic import MalformedResponse, ProfileClient, ProfileError, ProfileQuery
 from tests.client.conftest import check_error
 from tests.conftest import CANARY_KEY
 
@@ -88,10 +88,8 @@ def test_failures_are_classified_from_status_error_field_or_plain_text(
     assert outcome.error.kind == (kind or "invalid_key")
 
 
-def client_query(user_id: str) -> Any:
+def client_query(user_id: str) -> ProfileQuery:
     """A props lookup of ``user_id``."""
-    from amp_profile_magic import ProfileQuery
-
     return ProfileQuery(user_id=user_id, props=True)
 
 
@@ -139,7 +137,6 @@ def test_validation_messages_mask_the_key(
     assert CANARY_KEY not in (error.field or "")
 
 
-def _full_query(user_id: str) -> Any:
-    from amp_profile_magic import ProfileQuery
-
+def _full_query(user_id: str) -> ProfileQuery:
+    """A lookup of recs, props and cohorts for ``user_id``."""
     return ProfileQuery(user_id=user_id, rec_ids=("r",), props=True, cohorts=True)
