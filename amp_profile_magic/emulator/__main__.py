@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rec-items", type=int, default=10, help="items per synthetic recommendation")
     parser.add_argument("--api-key", default=None, help="secret key to require (default: a random one)")
     parser.add_argument("--rate-limit", type=int, default=None, metavar="N", help="requests per minute")
+    parser.add_argument(
+        "--rate-limit-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="rolling window the rate limit is counted over, same rate (default: %(default)g)",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--jitter", type=float, default=0.0, help="up to this many more seconds, uniform")
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered --error-status")
@@ -68,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rec_items=args.rec_items,
             api_key=args.api_key,
             rate_limit_per_minute=args.rate_limit,
+            rate_limit_window=args.rate_limit_window,
             faults=faults,
             plain_http_redirect=args.plain_http,
             host=args.host,

@@ -85,7 +85,7 @@ class EmulatorApp:
     The admin endpoints ``GET /_emulator/stats`` and ``POST /_emulator/reset`` need the same API key
     but are outside the emulated API: no latency, redirect, throttling, faults or logging.
 
-    Settings (``faults``, ``plain_http_redirect``, ``window.limit``) may be changed from another
+    Settings (``faults``, ``plain_http_redirect``, ``window.limit``, ``window.window``) may be changed from another
     thread while serving; each request reads each setting once.
     """
 
@@ -95,6 +95,7 @@ class EmulatorApp:
         dataset: Dataset,
         api_key: str,
         rate_limit_per_minute: int | None = None,
+        rate_limit_window: float = 60.0,
         throttle_retry_after: bool = True,
         unknown_user_status: int = 400,
         faults: Faults = NO_FAULTS,
@@ -110,7 +111,7 @@ class EmulatorApp:
         self.unknown_user_status = unknown_user_status
         self.faults = faults
         self.plain_http_redirect = plain_http_redirect
-        self.window = RateWindow(rate_limit_per_minute)
+        self.window = RateWindow(rate_limit_per_minute, window=rate_limit_window)
         self.log = RequestLog()
         self._burst = 0
         self._burst_lock = threading.Lock()

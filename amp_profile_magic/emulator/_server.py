@@ -34,11 +34,13 @@ class Emulator:
                       headers={"Authorization": f"Api-Key {emu.api_key}"})
 
     The data come from :class:`Dataset` (``seed``, ``users``, ``rec_items``). Without ``api_key`` a
-    random one is generated. ``rate_limit_per_minute`` throttles with a rolling 60-second window,
-    answering 429 with ``Retry-After`` unless ``throttle_retry_after`` is false. An unknown user is
+    random one is generated. ``rate_limit_per_minute`` throttles with a rolling window of
+    ``rate_limit_window`` seconds (60, like the API; shorter windows hold the same rate, so a test meets a full
+    window in seconds), answering 429 with ``Retry-After`` unless ``throttle_retry_after`` is false. An unknown user is
     answered with status ``unknown_user_status``. ``faults`` injects failures; ``plain_http_redirect``
     answers every API request with a 301 to the https URL, as the real API answers plain HTTP.
-    ``faults``, ``rate_limit_per_minute`` and ``plain_http_redirect`` may be changed while running.
+    ``faults``, ``rate_limit_per_minute``, ``rate_limit_window`` and ``plain_http_redirect`` may be changed while
+    running.
 
     Every API request is recorded (:attr:`requests`, :attr:`request_count`, :meth:`stats`) without
     its headers, so the key never reaches the log. ``GET /_emulator/stats`` and
@@ -53,6 +55,7 @@ class Emulator:
         rec_items: int = 10,
         api_key: str | None = None,
         rate_limit_per_minute: int | None = None,
+        rate_limit_window: float = 60.0,
         throttle_retry_after: bool = True,
         unknown_user_status: int = 400,
         faults: Faults = NO_FAULTS,
@@ -68,6 +71,7 @@ class Emulator:
             dataset=self._dataset,
             api_key=self._api_key,
             rate_limit_per_minute=rate_limit_per_minute,
+            rate_limit_window=rate_limit_window,
             throttle_retry_after=throttle_retry_after,
             unknown_user_status=unknown_user_status,
             faults=faults,
@@ -204,6 +208,15 @@ class Emulator:
     @rate_limit_per_minute.setter
     def rate_limit_per_minute(self, value: int | None) -> None:
         self._app.window.limit = value
+
+    @property
+    def rate_limit_window(self) -> float:
+        """Seconds of the rolling throttle window (60 unless set); setting it starts an empty window."""
+        return self._app.window.window
+
+    @rate_limit_window.setter
+    def rate_limit_window(self, value: float) -> None:
+        self._app.window.window = value
 
     @property
     def plain_http_redirect(self) -> bool:

@@ -70,6 +70,20 @@ def test_cli_options_reach_the_emulator() -> None:
     assert proc.returncode == 0
 
 
+def test_cli_rate_limit_window() -> None:
+    """--rate-limit-window counts the same rate over a shorter window, so the 429's Retry-After is one second."""
+    proc, url, key = start_cli("--rate-limit", "120", "--rate-limit-window", "1")
+    try:
+        headers = {"Authorization": f"Api-Key {key}"}
+        responses = [httpx.get(f"{url}/v1/userprofile?user_id=12345", headers=headers) for _ in range(3)]
+        assert [response.status_code for response in responses] == [200, 200, 429]
+        assert responses[-1].headers["retry-after"] == "1"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0
+
+
 def test_cli_plain_http_mode() -> None:
     """--plain-http answers with the 301 redirect to https."""
     proc, url, _ = start_cli("--plain-http")

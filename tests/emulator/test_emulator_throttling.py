@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -122,3 +123,34 @@ def test_rate_window_rejects_nonsense_limits(limit: object) -> None:
     """Limits must be positive integers or None."""
     with pytest.raises(ValueError, match="rate_limit_per_minute"):
         RateWindow(limit)  # type: ignore[arg-type]
+
+
+def test_rate_window_length_is_configurable_at_the_same_rate() -> None:
+    """A 3-second window at 1200/minute holds 60 requests and frees the oldest 3 s after it was admitted."""
+    window = RateWindow(1200, window=3.0)
+    assert all(window.admit(100.0 + i * 0.01) is None for i in range(60))
+    assert window.admit(100.6) == 3  # the request at 100.00 leaves at 103.00: rounded up to whole seconds
+    assert window.admit(103.0) is None
+    assert window.admit(103.001) == 1
+
+
+@pytest.mark.parametrize(("limit", "seconds"), [(600, 0.05), (7, 1.0), (600, 0.0), (600, -1.0), (600, float("nan"))])
+def test_rate_window_refuses_windows_that_cannot_hold_the_rate(limit: int, seconds: float) -> None:
+    """A window must be positive and hold a whole number of requests at the rate, or the emulator would be unfair."""
+    with pytest.raises(ValueError, match="rate_limit_window"):
+        RateWindow(limit, window=seconds)
+
+
+def test_emulator_throttles_over_a_short_window_and_recovers_within_it(make_emulator: MakeEmulator) -> None:
+    """Emulator(rate_limit_window=1) at 120/minute admits two requests a second, then 429 with Retry-After: 1."""
+    emu, http = make_emulator(rate_limit_per_minute=120, rate_limit_window=1.0)
+    assert emu.rate_limit_window == 1.0
+    statuses = [http.get("/v1/userprofile", params=PARAMS).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert emu.requests[-1].status == 429
+    throttled = http.get("/v1/userprofile", params=PARAMS)
+    assert throttled.headers["retry-after"] == "1"
+    time.sleep(1.05)
+    assert http.get("/v1/userprofile", params=PARAMS).status_code == 200
+    emu.rate_limit_window = 60.0  # back to the API's minute: a fresh window holding 120
+    assert [http.get("/v1/userprofile", params=PARAMS).status_code for _ in range(5)] == [200] * 5
