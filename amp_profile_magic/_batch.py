@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
 from ._exceptions import ProfileError
 from ._models import Profile
 from ._query import ProfileQuery
 
-__all__ = ["BatchResult", "Outcome"]
+__all__ = ["BatchResult", "Outcome", "PacingMeter", "PacingSummary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,55 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class PacingSummary:
+    """How adaptive pacing went in a batch: throttled responses, and the lowest rate sends were paced at."""
+
+    throttled: int = 0
+    #: Requests per minute at the lowest, when adaptive pacing went below requests_per_minute; else None.
+    paced_down_to: float | None = None
+
+    def describe(self) -> str:
+        """``paced down to 240/min after 3 throttles``, or "" when the rate was never lowered."""
+        if self.paced_down_to is None:
+            return ""
+        throttles = "throttle" if self.throttled == 1 else "throttles"
+        return f"paced down to {self.paced_down_to:,.0f}/min after {self.throttled} {throttles}"
+
+
+class PacingMeter:
+    """Counts one client's throttled responses and the lowest rate it paced at, since the last :meth:`start`.
+
+    Batches of one client run one at a time (a cell, a form fetch), so one meter per client suffices.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._throttled = 0
+        self._lowest: float | None = None
+
+    def start(self) -> None:
+        """Begin a new batch's count."""
+        with self._lock:
+            self._throttled, self._lowest = 0, None
+
+    def paced(self, rate: float, ceiling: float) -> None:
+        """A send was paced at ``rate`` while the setting was ``ceiling`` (both per minute)."""
+        if rate < ceiling * 0.995:  # below by more than rounding
+            with self._lock:
+                self._lowest = rate if self._lowest is None else min(self._lowest, rate)
+
+    def throttle(self) -> None:
+        """A response was throttled."""
+        with self._lock:
+            self._throttled += 1
+
+    def summary(self) -> PacingSummary:
+        """The counts so far."""
+        with self._lock:
+            return PacingSummary(self._throttled, self._lowest)
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult(Sequence[Outcome]):
     """Every query's :class:`Outcome`, in input order (duplicates share one request and one outcome)."""
 
@@ -35,6 +85,8 @@ class BatchResult(Sequence[Outcome]):
     #: Distinct queries looked up (duplicates collapsed); a props + comps query costs two requests, retries more.
     unique_queries: int
     interrupted: bool = False
+    #: Throttles seen and how far adaptive pacing lowered the rate (see ProfileClient.adaptive_pacing).
+    pacing: PacingSummary = field(default_factory=PacingSummary)
 
     @overload
     def __getitem__(self, index: int) -> Outcome: ...

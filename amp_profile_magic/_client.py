@@ -17,20 +17,22 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from traitlets import Enum, Float, Int, TraitError, Unicode, default, observe, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets.config import Configurable
 
 from . import _exceptions as exc
-from ._batch import BatchResult, Outcome
+from ._batch import BatchResult, Outcome, PacingMeter
 from ._models import Profile, profile_from_responses
-from ._pacing import Cancelled, Pacer, kernel_pacer, sleep
+from ._pacing import Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
 from ._query import ProfileQuery
-from ._secret import Secret, SecretTrait, redact
+from ._secret import Secret, SecretTrait, SecretURLTrait, redact
 
 if TYPE_CHECKING:
     import httpx
     import tenacity
+
+    from ._budget import Budget, Grant
 
 __all__ = ["DEFAULT_ENDPOINT", "ProfileClient"]
 
@@ -63,6 +65,19 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 def _header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
+
+
+def _default_rate_limiter() -> str:
+    """The machine's default budget: an SQLite file of its own in the user's cache directory."""
+    import platformdirs
+
+    return "sqlite:///" + str(platformdirs.user_cache_path("amp_profile_magic") / "rate-budget.sqlite").lstrip("/")
+
+
+def _check_rate_limiter(setting: str) -> None:
+    from ._budget import check_setting
+
+    check_setting(setting)
 
 
 def _not_fetched(query: ProfileQuery) -> exc.NotFetched:
@@ -123,13 +138,30 @@ class ProfileClient(Configurable):
     max_retry_after = Float(
         120.0,
         help="Longest Retry-After the client honours, in seconds; a longer one fails the request. While a "
-        "Retry-After runs, every request of this kernel waits (Ctrl-C ends the wait).",
+        "Retry-After runs, every request counted against the same budget waits (Ctrl-C ends the wait).",
     ).tag(config=True)
 
     requests_per_minute = Float(
         600.0,
-        help="Most requests this kernel sends in any rolling minute, spread evenly. The API's limit (600) is per "
-        "organisation and shared by all its jobs: lower this when others use the API too.",
+        help="Most requests per rolling minute, spread evenly, counted against the budget rate_limiter names "
+        "(by default every kernel of this user on this machine). The API's limit (600) is per organisation: "
+        "set the same value everywhere that shares a budget, and lower it for traffic that shares none.",
+    ).tag(config=True)
+
+    rate_limiter = SecretURLTrait(
+        env="AMPLITUDE_PROFILE_RATE_LIMITER",
+        default=_default_rate_limiter,
+        check=_check_rate_limiter,
+        help="Where requests_per_minute is counted: 'kernel' (this kernel alone), 'sqlite:///PATH' (every kernel "
+        "and job on this machine using that file; not on NFS) or 'redis://HOST:PORT/DB' (many machines). "
+        "Defaults to $AMPLITUDE_PROFILE_RATE_LIMITER, else an SQLite file in the user's cache directory. "
+        "A password in the URL is never displayed.",
+    ).tag(config=True)
+
+    adaptive_pacing = Bool(
+        True,
+        help="When throttled despite pacing (others are using the organisation's budget), lower the rate by 30% "
+        "and recover it gradually, up to requests_per_minute. False paces at requests_per_minute always.",
     ).tag(config=True)
 
     max_concurrency = Int(8, min=1, help="Most requests a batch keeps in flight at once.").tag(config=True)
@@ -155,7 +187,9 @@ class ProfileClient(Configurable):
     def __init__(self, *, transport: httpx.BaseTransport | None = None, pacer: Pacer | None = None, **kwargs: Any):
         # Set before traitlets applies kwargs/config: assigning `endpoint` there already fires the observer.
         self._transport = transport
-        self._pacer = pacer or kernel_pacer()
+        self._pacer = pacer  # an explicit pacer overrides rate_limiter (tests, embedding)
+        self._pacer_budget: Budget | None = None
+        self._meter = PacingMeter()
         self._http: httpx.Client | None = None
         self._proxy: Proxy | None = None
         self._http_lock = threading.Lock()
@@ -194,6 +228,9 @@ class ProfileClient(Configurable):
             section = owner.config.get(type(self).__name__)
             if section is not None and "api_key" in section and not isinstance(section["api_key"], Secret):
                 section["api_key"] = self.api_key
+            if section is not None and isinstance(section.get("rate_limiter"), str):
+                # A redis:// URL may carry a password.
+                section["rate_limiter"] = self.rate_limiter
 
     @default("cassette")
     def _default_cassette(self) -> str:
@@ -251,8 +288,10 @@ class ProfileClient(Configurable):
         finished: dict[ProfileQuery, Outcome] = {}
         cancel = threading.Event()
         interrupted = False
+        self._meter.start()
         if unique:
             self._check_settings()
+            budget = self._budget()
             self._announce_hold()
             pool = ThreadPoolExecutor(
                 max_workers=min(self.max_concurrency, len(unique)), thread_name_prefix="amp-profile"
@@ -266,7 +305,7 @@ class ProfileClient(Configurable):
                 shown_hold = 0
                 while len(finished) < len(unique):
                     if on_wait is not None:
-                        hold = math.ceil(self._pacer.hold_remaining())
+                        hold = math.ceil(budget.hold_remaining())
                         if hold != shown_hold:
                             shown_hold = hold
                             on_wait(float(hold))
@@ -288,11 +327,17 @@ class ProfileClient(Configurable):
                 # close their connections; nothing waits for them here.
                 pool.shutdown(wait=not interrupted, cancel_futures=True)
         outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
-        return BatchResult(outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted)
+        return BatchResult(
+            outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted, pacing=self._meter.summary()
+        )
+
+    def pacing_note(self) -> str:
+        """``paced down to 240/min after 3 throttles`` while (or after) a batch ran slower than configured; else ""."""
+        return self._meter.summary().describe()
 
     def _announce_hold(self) -> None:
         # A hold left by an earlier cell would otherwise look like a hang (a batch's progress bar also shows it).
-        held = self._pacer.hold_remaining()
+        held = self._budget().hold_remaining()
         if held >= 1 and self.cassette_mode != "replay":
             log.warning("Waiting %.0fs on the API's throttle hold (Retry-After) before sending; Ctrl-C stops.", held)
 
@@ -345,12 +390,14 @@ class ProfileClient(Configurable):
     def _request_with_retries(self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None) -> Any:
         import tenacity
 
+        budget = self._budget()
+        grant: list[Grant | None] = [None]  # the latest attempt's, for the throttle it may meet
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=self._backoff,
             retry=tenacity.retry_if_exception(lambda error: isinstance(error, exc.ProfileError) and error.retryable),
             sleep=lambda seconds: sleep(seconds, cancel),
-            before_sleep=self._before_retry,
+            before_sleep=lambda state: self._before_retry(state, budget, grant[0]),
             reraise=True,
         )
         # Open the connection pool before taking a pacing slot: building it after would delay this send and bunch it
@@ -359,9 +406,25 @@ class ProfileClient(Configurable):
         for attempt in retrying:
             with attempt:
                 if self.cassette_mode != "replay":  # a replay sends nothing, so it spends none of the API's budget
-                    self._pacer.acquire(self.requests_per_minute, cancel)
-                return self._send(params, cancel)
+                    grant[0] = granted = budget.acquire(self.requests_per_minute, cancel, self.adaptive_pacing)
+                    self._meter.paced(granted.rate, self.requests_per_minute)
+                try:
+                    return self._send(params, cancel)
+                except exc.Throttled:
+                    self._meter.throttle()
+                    raise
         raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _budget(self) -> Budget:
+        """Where this request's pacing is counted: the explicit pacer, else the budget rate_limiter names."""
+        from ._budget import KernelBudget, open_budget
+
+        if self._pacer is not None:
+            if self._pacer_budget is None:
+                self._pacer_budget = KernelBudget(self._pacer)
+            return self._pacer_budget
+        # Both passed wrapped: a revealed key or password in a local would print in a traceback with locals.
+        return open_budget(self.rate_limiter, endpoint=self.endpoint, key=self.api_key)
 
     def _backoff(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -379,12 +442,12 @@ class ProfileClient(Configurable):
         ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
         return random.uniform(0, ceiling)
 
-    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+    def _before_retry(self, state: tenacity.RetryCallState, budget: Budget, grant: Grant | None) -> None:
         error = state.outcome.exception() if state.outcome else None
         seconds = state.next_action.sleep if state.next_action else 0.0
         if isinstance(error, exc.Throttled):
-            # Throttling is organisation-wide: hold every request of this kernel, not just this one.
-            self._pacer.hold(seconds)
+            # Throttling is organisation-wide: hold every request counted against this budget, not just this one.
+            budget.throttled(seconds, grant, self.adaptive_pacing)
         log.warning("Retrying in %.2fs after attempt %d: %s", seconds, state.attempt_number, error)
 
     def _client(self) -> httpx.Client:

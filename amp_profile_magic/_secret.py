@@ -1,14 +1,15 @@
-"""A secret value that never shows itself, and the traitlets type that holds one."""
+"""Secret values that never show themselves (a key; a URL with a password), and the traitlets types holding them."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from traitlets import TraitError, TraitType
 
-__all__ = ["MASK", "Secret", "SecretTrait", "redact"]
+__all__ = ["MASK", "Secret", "SecretTrait", "SecretURL", "SecretURLTrait", "mask_url", "redact"]
 
 MASK = "********"
 
@@ -93,3 +94,105 @@ def redact(text: str, secret: str, *, mask: str = MASK) -> str:
     for spelling in {secret, json.dumps(secret)[1:-1]}:
         text = text.replace(spelling, mask)
     return text
+
+
+def mask_url(url: str, *, mask: str = MASK) -> str:
+    """``url`` with its password (``scheme://user:PASSWORD@host``, or a ``password=`` query value) masked."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password and "password" not in parts.query.lower():
+        return url  # unchanged: urlunsplit would respell "sqlite:///path" as "sqlite:/path"
+    netloc = parts.netloc
+    if password:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{mask}@{hostport}"
+    query = parts.query
+    if "password" in query.lower():
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(name, mask if name.lower() == "password" else value) for name, value in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class SecretURL:
+    """A URL that may carry a password: prints with the password masked; :meth:`reveal` gives the URL itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the URL itself, password included, for the one place that connects."""
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        """The URL with any password replaced by asterisks, for listings, messages and logs."""
+        return mask_url(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretURL) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((SecretURL, self._value))
+
+    def __repr__(self) -> str:
+        return repr(self.masked)
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __format__(self, spec: str) -> str:
+        return format(self.masked, spec)
+
+    def __copy__(self) -> SecretURL:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SecretURL:
+        return self
+
+    def __reduce__(self) -> Any:
+        raise TypeError("SecretURL values cannot be pickled")
+
+
+class SecretURLTrait(TraitType[SecretURL, SecretURL | str]):
+    """A trait holding a :class:`SecretURL`: ``%config`` listings print it with the password masked.
+
+    ``check`` validates the URL's text (raising ``ValueError`` with a message that must not quote the password);
+    the default is ``$env``, else ``default()``.
+    """
+
+    info_text = "a URL"
+
+    def __init__(self, *, env: str, default: Callable[[], str], check: Callable[[str], None], help: str) -> None:
+        self._env = env
+        self._default = default
+        self._check = check
+        super().__init__(help=help)
+
+    def make_dynamic_default(self) -> SecretURL:
+        return self.validate(None, os.environ.get(self._env, "").strip() or self._default())
+
+    def validate(self, obj: Any, value: Any) -> SecretURL:
+        if isinstance(value, SecretURL):
+            text = value.reveal()
+        elif isinstance(value, str):
+            text = value.strip()
+        else:
+            raise TraitError(
+                f"The '{self.name}' trait expected a URL string, not a value of type {type(value).__name__}."
+            )
+        try:
+            self._check(text)
+        except ValueError as error:
+            raise TraitError(f"{self.name}: {error}") from None
+        return value if isinstance(value, SecretURL) else SecretURL(text)
+
+    def default_value_repr(self) -> str:
+        return f"${self._env} or the default"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from amp_profile_magic import ProfileClient
+from amp_profile_magic._budget import reset as reset_budgets
 from amp_profile_magic._pacing import kernel_pacer
 from amp_profile_magic.emulator import Emulator, Faults
 from amp_profile_magic.sections import _registry
@@ -33,12 +35,24 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture(autouse=True)
+def _isolated_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every kernel or process it starts) has a user cache directory of its own, so the default
+    rate budget file is never shared with another test or with the user's own kernels."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("AMPLITUDE_PROFILE_RATE_LIMITER", raising=False)
+    return cache
+
+
+@pytest.fixture(autouse=True)
 def _reset_global_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test starts with a fresh pacing budget, the built-in sections only, and a fault-free emulator."""
     kernel_pacer().reset()
+    reset_budgets()
     _registry.reset()
     yield
     kernel_pacer().reset()
+    reset_budgets()
     _registry.reset()
     if "emulator" in request.fixturenames:
         emu: Emulator = request.getfixturevalue("emulator")

@@ -1,0 +1,286 @@
+"""A client's request budget: where it is counted (this kernel, an SQLite file, Redis) and what to do when that fails.
+
+:func:`open_budget` turns ``ProfileClient.rate_limiter`` into a :class:`Budget`, one per setting and scope per
+process. A scope is the endpoint plus a fingerprint of the key (never the key), so kernels using different
+emulators or projects never wait on each other. A shared budget that fails (Redis down, the file locked, read-only
+or on NFS) never fails a batch: the client paces in the kernel at :data:`FALLBACK_SHARE` of its rate, logs one
+warning, and tries the shared budget again after :data:`RETRY_SHARED_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from amp_profile_magic._pacing import Pacer, kernel_pacer, sleep
+from amp_profile_magic._secret import Secret, SecretURL
+
+from . import _aimd
+from ._window import BackendDown, SharedWindow
+
+__all__ = [
+    "FALLBACK_SHARE",
+    "KERNEL",
+    "Budget",
+    "Grant",
+    "KernelBudget",
+    "check_setting",
+    "kernel_budget",
+    "open_budget",
+    "reset",
+    "scope_of",
+]
+
+log = logging.getLogger("amp_profile_magic")
+
+KERNEL = "kernel"
+#: Share of requests_per_minute a kernel paces at when its shared budget is unusable: it cannot see the others.
+FALLBACK_SHARE = 0.5
+#: Seconds between attempts to use a failed shared budget again.
+RETRY_SHARED_AFTER = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Permission for one send: the rate it was paced at, and when it was granted on ``clock``'s time."""
+
+    rate: float
+    sent_at: float
+    clock: object
+
+
+class Budget(Protocol):
+    """Paces sends and spreads throttles among everyone who counts against the same budget."""
+
+    #: Where the budget is counted, password masked ("kernel", "sqlite:///…", "redis://…").
+    description: str
+
+    def acquire(self, requests_per_minute: float, cancel: threading.Event | None, adaptive: bool) -> Grant:
+        """Block until one request may be sent (:class:`~.._pacing.Cancelled` if ``cancel`` is set meanwhile)."""
+        ...
+
+    def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
+        """A request (sent under ``grant``) was throttled: hold every send ``hold`` seconds, lower the rate."""
+        ...
+
+    def hold_remaining(self) -> float:
+        """Seconds left of a throttle hold on this budget (0 when sends are not held)."""
+        ...
+
+
+class KernelBudget:
+    """Today's behaviour: this process's :class:`Pacer`, plus the adaptive rate kept in the process."""
+
+    description = KERNEL
+
+    def __init__(self, pacer: Pacer) -> None:
+        self._pacer = pacer
+        self._lock = threading.Lock()
+        self._cut_factor = 1.0
+        self._cut_at = -math.inf
+
+    def acquire(self, requests_per_minute: float, cancel: threading.Event | None, adaptive: bool) -> Grant:
+        """See :meth:`Budget.acquire`."""
+        rate = requests_per_minute * self._share(adaptive)
+        self._pacer.acquire(rate, cancel)
+        return Grant(rate, time.monotonic(), self)
+
+    def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
+        """See :meth:`Budget.throttled`."""
+        self._pacer.hold(hold)
+        if adaptive:
+            sent_at = grant.sent_at if grant is not None and grant.clock is self else None
+            with self._lock:
+                after = _aimd.cut(self._cut_factor, self._cut_at, time.monotonic(), sent_at)
+                if after is not None:
+                    self._cut_factor, self._cut_at = after
+
+    def hold_remaining(self) -> float:
+        """See :meth:`Budget.hold_remaining`."""
+        return self._pacer.hold_remaining()
+
+    def reset(self) -> None:
+        """Back to the full rate (tests start each case from a clean budget)."""
+        with self._lock:
+            self._cut_factor, self._cut_at = 1.0, -math.inf
+
+    def _share(self, adaptive: bool) -> float:
+        if not adaptive:
+            return 1.0
+        with self._lock:
+            return _aimd.factor(self._cut_factor, self._cut_at, time.monotonic())
+
+
+class SharedBudget:
+    """One scope of a shared window: reserve a slot, sleep until it, then claim the send."""
+
+    def __init__(self, window: SharedWindow, scope: str) -> None:
+        self.description = window.description
+        self._window = window
+        self._scope = scope
+
+    def acquire(self, requests_per_minute: float, cancel: threading.Event | None, adaptive: bool) -> Grant:
+        """See :meth:`Budget.acquire`."""
+        wait, rate = self._window.reserve(self._scope, requests_per_minute, adaptive)
+        while True:
+            if wait > 0:
+                sleep(wait, cancel)
+            # The slot was a first estimate: the claim also waits a full interval after the last actual send by
+            # anyone, and for a hold that came after the reservation.
+            wait, stamp = self._window.claim(self._scope, requests_per_minute, adaptive)
+            if wait <= 0:
+                return Grant(rate, stamp, self._window)
+
+    def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
+        """See :meth:`Budget.throttled`."""
+        sent_at = grant.sent_at if grant is not None and grant.clock is self._window else None
+        self._window.throttle(self._scope, hold, sent_at, adaptive)
+
+    def hold_remaining(self) -> float:
+        """See :meth:`Budget.hold_remaining`."""
+        return self._window.hold_remaining(self._scope)
+
+
+class FallbackBudget:
+    """A shared budget that paces in the kernel, at a conservative rate, while the shared one is unusable."""
+
+    def __init__(self, shared: SharedBudget, kernel: KernelBudget) -> None:
+        self.description = shared.description
+        self._shared = shared
+        self._kernel = kernel
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._warned = False
+
+    def acquire(self, requests_per_minute: float, cancel: threading.Event | None, adaptive: bool) -> Grant:
+        """See :meth:`Budget.acquire`."""
+        if self._shared_usable():
+            try:
+                return self._shared.acquire(requests_per_minute, cancel, adaptive)
+            except BackendDown as error:
+                self._went_down(error)
+        return self._kernel.acquire(requests_per_minute * FALLBACK_SHARE, cancel, adaptive)
+
+    def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
+        """See :meth:`Budget.throttled`."""
+        if self._shared_usable():
+            try:
+                self._shared.throttled(hold, grant, adaptive)
+                return
+            except BackendDown as error:
+                self._went_down(error)
+        self._kernel.throttled(hold, grant, adaptive)
+
+    def hold_remaining(self) -> float:
+        """See :meth:`Budget.hold_remaining`."""
+        if self._shared_usable():
+            try:
+                return self._shared.hold_remaining()
+            except BackendDown as error:
+                self._went_down(error)
+        return self._kernel.hold_remaining()
+
+    @property
+    def degraded(self) -> bool:
+        """Whether sends are paced in the kernel because the shared budget failed."""
+        return time.monotonic() < self._down_until
+
+    def _shared_usable(self) -> bool:
+        with self._lock:
+            return time.monotonic() >= self._down_until
+
+    def _went_down(self, error: BackendDown) -> None:
+        with self._lock:
+            if time.monotonic() < self._down_until:
+                return  # another thread already switched
+            self._down_until = time.monotonic() + RETRY_SHARED_AFTER
+            first, self._warned = not self._warned, True
+        if first:
+            log.warning("Pacing in this kernel at %d%% of requests_per_minute: %s.", round(FALLBACK_SHARE * 100), error)
+        else:
+            log.debug("The shared rate budget is still unusable: %s.", error)
+
+
+_KERNEL_BUDGET = KernelBudget(kernel_pacer())
+_lock = threading.Lock()
+_windows: dict[str, SharedWindow] = {}
+_budgets: dict[tuple[str, str], FallbackBudget] = {}
+
+
+def kernel_budget() -> KernelBudget:
+    """The process-wide kernel budget (``rate_limiter = "kernel"``, and every shared budget's fallback)."""
+    return _KERNEL_BUDGET
+
+
+def scope_of(endpoint: str, key: Secret) -> str:
+    """The scope of a budget: the endpoint and a fingerprint of the key. Neither the key nor a way back to it."""
+    # Revealed inside the expression only: a local holding the key would print in a traceback with locals.
+    digest = hashlib.sha256(
+        f"amp_profile_magic rate budget\0{endpoint.rstrip('/')}\0{key.reveal()}".encode()
+    ).hexdigest()
+    return digest[:32]
+
+
+def check_setting(setting: str) -> None:
+    """Raise ``ValueError`` (naming the scheme, never the password) unless ``setting`` is a rate_limiter value."""
+    if setting == KERNEL:
+        return
+    try:
+        parts = urlsplit(setting)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        raise ValueError(f"not a URL ({error})") from None
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path or parts.path.endswith("/"):
+            raise ValueError("write sqlite:///ABSOLUTE/PATH/TO/FILE (three slashes, then the file's absolute path)")
+        return
+    if parts.scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise ValueError(f"{parts.scheme}:// needs a host: {parts.scheme}://HOST:PORT/DB")
+        return
+    scheme = f"{parts.scheme}://" if parts.scheme else repr(setting[:20])
+    raise ValueError(f"{scheme} is not kernel, sqlite:///PATH or redis://HOST:PORT/DB")
+
+
+def open_budget(setting: SecretURL, *, endpoint: str, key: Secret) -> Budget:
+    """The budget that a rate_limiter ``setting`` names, for this endpoint and key (one per process)."""
+    if setting.reveal() == KERNEL:
+        return _KERNEL_BUDGET
+    scope = scope_of(endpoint, key)
+    with _lock:
+        budget = _budgets.get((setting.reveal(), scope))
+        if budget is None:
+            window = _windows.get(setting.reveal())
+            if window is None:
+                window = _windows[setting.reveal()] = _window_for(setting)
+            budget = _budgets[setting.reveal(), scope] = FallbackBudget(SharedBudget(window, scope), _KERNEL_BUDGET)
+        return budget
+
+
+def _window_for(setting: SecretURL) -> SharedWindow:
+    check_setting(setting.reveal())
+    if setting.reveal().startswith("sqlite:"):
+        from ._sqlite import SqliteWindow
+
+        return SqliteWindow(Path(unquote(urlsplit(setting.reveal()).path)), description=setting.masked)
+    from ._redis import RedisWindow
+
+    return RedisWindow(setting, description=setting.masked)
+
+
+def reset() -> None:
+    """Forget every open budget and close its connections; the kernel budget returns to the full rate."""
+    with _lock:
+        windows = list(_windows.values())
+        _windows.clear()
+        _budgets.clear()
+    for window in windows:
+        window.close()
+    _KERNEL_BUDGET.reset()
