@@ -75,9 +75,24 @@ def _default_rate_limiter() -> str:
 
 
 def _check_rate_limiter(setting: str) -> None:
-    from ._budget import check_setting
-
-    check_setting(setting)
+    """Raise ``ValueError`` (naming the scheme, never the password) unless ``setting`` is a rate_limiter value."""
+    if setting == "kernel":
+        return
+    try:
+        parts = urlsplit(setting)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        raise ValueError(f"not a URL ({error})") from None
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path or parts.path.endswith("/"):
+            raise ValueError("write sqlite:///ABSOLUTE/PATH/TO/FILE (three slashes, then the file's absolute path)")
+        return
+    if parts.scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise ValueError(f"{parts.scheme}:// needs a host: {parts.scheme}://HOST:PORT/DB")
+        return
+    scheme = f"{parts.scheme}://" if parts.scheme else repr(setting[:20])
+    raise ValueError(f"{scheme} is not kernel, sqlite:///PATH or redis://HOST:PORT/DB")
 
 
 def _not_fetched(query: ProfileQuery) -> exc.NotFetched:

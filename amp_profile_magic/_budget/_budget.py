@@ -31,7 +31,6 @@ __all__ = [
     "Budget",
     "Grant",
     "KernelBudget",
-    "check_setting",
     "kernel_budget",
     "open_budget",
     "reset",
@@ -228,27 +227,6 @@ def scope_of(endpoint: str, key: Secret) -> str:
     return digest[:32]
 
 
-def check_setting(setting: str) -> None:
-    """Raise ``ValueError`` (naming the scheme, never the password) unless ``setting`` is a rate_limiter value."""
-    if setting == KERNEL:
-        return
-    try:
-        parts = urlsplit(setting)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as error:
-        raise ValueError(f"not a URL ({error})") from None
-    if parts.scheme == "sqlite":
-        if parts.netloc or not parts.path or parts.path.endswith("/"):
-            raise ValueError("write sqlite:///ABSOLUTE/PATH/TO/FILE (three slashes, then the file's absolute path)")
-        return
-    if parts.scheme in ("redis", "rediss"):
-        if not parts.hostname:
-            raise ValueError(f"{parts.scheme}:// needs a host: {parts.scheme}://HOST:PORT/DB")
-        return
-    scheme = f"{parts.scheme}://" if parts.scheme else repr(setting[:20])
-    raise ValueError(f"{scheme} is not kernel, sqlite:///PATH or redis://HOST:PORT/DB")
-
-
 def open_budget(setting: SecretURL, *, endpoint: str, key: Secret) -> Budget:
     """The budget that a rate_limiter ``setting`` names, for this endpoint and key (one per process)."""
     if setting.reveal() == KERNEL:
@@ -265,7 +243,7 @@ def open_budget(setting: SecretURL, *, endpoint: str, key: Secret) -> Budget:
 
 
 def _window_for(setting: SecretURL) -> SharedWindow:
-    check_setting(setting.reveal())
+    # The trait checked the setting's form (ProfileClient.rate_limiter): sqlite:///PATH, or redis:// / rediss://.
     if setting.reveal().startswith("sqlite:"):
         from ._sqlite import SqliteWindow
 

@@ -16,7 +16,7 @@ from amp_profile_magic.emulator import Emulator
 
 from .helpers import magics_of
 
-HEAVY = ("pandas", "httpx", "uvicorn", "ipywidgets")
+HEAVY = ("pandas", "httpx", "uvicorn", "ipywidgets", "amp_profile_magic._budget", "redis")
 
 
 @pytest.fixture
@@ -81,7 +81,8 @@ def test_unload_removes_everything_and_reload_works(bare_shell: Any, emulator: E
 
 
 def test_load_ext_imports_nothing_heavy() -> None:
-    """In a fresh interpreter, %load_ext leaves pandas, httpx, uvicorn and ipywidgets unimported."""
+    """In a fresh interpreter, %load_ext (and listing the settings) leaves pandas, httpx, uvicorn, ipywidgets, the
+    rate budget code and redis unimported."""
     script = textwrap.dedent(
         f"""
         import sys
