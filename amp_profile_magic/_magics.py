@@ -381,6 +381,9 @@ class AmpProfileMagics(Magics):
         bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
 
         def advance(outcome: Outcome) -> None:
+            note = self.client.pacing_note()  # "paced down to 240/min after 3 throttles", when it is
+            if note:
+                bar.set_postfix_str(note, refresh=False)
             bar.update(1)
             if bar.n >= total:
                 bar.close()

@@ -48,18 +48,21 @@ def failures_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def summary_line(batch: BatchResult) -> str:
-    """``998 profiles, 2 failed: unknown_user ×2`` — one line accounting for every input."""
+    """``998 profiles, 2 failed: unknown_user ×2 · paced down to 240/min after 3 throttles`` — one line accounting
+    for every input, and for adaptive pacing when it lowered the rate."""
     total = len(batch)
     failed = batch.failures
     ok = total - len(failed)
     noun = "profile" if ok == 1 else "profiles"
+    paced = batch.pacing.describe()
+    pacing = f" · {paced}" if paced else ""
     if batch.interrupted:
-        return f"Interrupted: {ok} of {total} fetched, {batch.missing} missing (kept what finished)."
+        return f"Interrupted: {ok} of {total} fetched, {batch.missing} missing (kept what finished).{pacing}"
     if not failed:
-        return f"{ok} {noun}"
+        return f"{ok} {noun}{pacing}"
     kinds = Counter(outcome.error.kind for outcome in failed if outcome.error is not None)
     detail = ", ".join(f"{kind} ×{count}" for kind, count in kinds.most_common())
-    return f"{ok} {noun}, {len(failed)} failed: {detail}"
+    return f"{ok} {noun}, {len(failed)} failed: {detail}{pacing}"
 
 
 class ProfileResult(Mapping[str, "pd.DataFrame"]):

@@ -247,7 +247,9 @@ def _window_for(setting: SecretURL) -> SharedWindow:
     if setting.reveal().startswith("sqlite:"):
         from ._sqlite import SqliteWindow
 
-        return SqliteWindow(Path(unquote(urlsplit(setting.reveal()).path)), description=setting.masked)
+        # sqlite:///tmp/x (a file URL's three slashes) and sqlite:////tmp/x (SQLAlchemy's four) both mean /tmp/x.
+        path = Path("/" + unquote(urlsplit(setting.reveal()).path).lstrip("/"))
+        return SqliteWindow(path, description=setting.masked)
     from ._redis import RedisWindow
 
     return RedisWindow(setting, description=setting.masked)

@@ -61,6 +61,8 @@ class SqliteWindow:
         self._path = path
         self._lock = threading.Lock()  # one connection per process; its threads take turns
         self._connection: sqlite3.Connection | None = None
+        self._failures = 0
+        self._last_failure = ""
 
     def reserve(self, scope: str, requests_per_minute: float, adaptive: bool) -> tuple[float, float]:
         """See :meth:`._window.SharedWindow.reserve`."""
@@ -90,7 +92,12 @@ class SqliteWindow:
             connection.close()
 
     def _step(self, scope: str, apply: Callable[[ScopeState, float], T]) -> T:
+        failures = self._failures
         with self._lock:
+            if self._failures != failures:
+                # The step before ours failed while we queued: fail at once, or eight threads would each wait out
+                # the busy timeout in turn.
+                raise BackendDown(self._last_failure)
             try:
                 connection = self._connect()
                 connection.execute("BEGIN IMMEDIATE")
@@ -109,7 +116,9 @@ class SqliteWindow:
                     raise
             except (sqlite3.Error, OSError) as error:
                 self._drop_connection()
-                raise BackendDown(f"the rate budget file {self._path} is unusable: {error}") from None
+                self._failures += 1
+                self._last_failure = f"the rate budget file {self._path} is unusable: {error}"
+                raise BackendDown(self._last_failure) from None
             return result
 
     def _connect(self) -> sqlite3.Connection:
