@@ -1,4 +1,4 @@
-"""Fixtures for the shared budget: a private redis-server, and participants running batches in processes of their own."""
+"""Shared-budget fixtures: a private redis-server, and participants running batches in processes of their own."""
 
 from __future__ import annotations
 

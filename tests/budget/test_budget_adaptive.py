@@ -76,7 +76,8 @@ def test_throttled_by_other_traffic_the_client_paces_down_and_finishes(limited: 
     assert all(outcome.ok for outcome in batch)
     assert batch.pacing.throttled == throttled > 0
     assert throttled / len(mine) < 0.1, f"{throttled} of {len(mine)} throttled"
-    assert batch.pacing.paced_down_to is not None and batch.pacing.paced_down_to < LIMIT * 0.75
+    assert batch.pacing.paced_down_to is not None
+    assert batch.pacing.paced_down_to < LIMIT * 0.75
     assert batch.pacing.describe().startswith(f"paced down to {batch.pacing.paced_down_to:,.0f}/min after")
     # The remaining budget is 600/min: 150 users need 15 s at best; the client used most of it.
     assert elapsed < 150 / (LIMIT / 2) * 60 / 0.6
@@ -88,5 +89,6 @@ def test_adaptive_pacing_can_be_turned_off(limited: Emulator) -> None:
     batch, mine, _ = run_beside_other_traffic(limited, adaptive_pacing=False, max_retries=10)
     throttled = sum(1 for entry in mine if entry.status == 429)
     assert all(outcome.ok for outcome in batch)
-    assert batch.pacing.paced_down_to is None and batch.pacing.describe() == ""
+    assert batch.pacing.paced_down_to is None
+    assert batch.pacing.describe() == ""
     assert batch.pacing.throttled == throttled > 0

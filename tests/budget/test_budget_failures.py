@@ -55,9 +55,11 @@ def test_redis_killed_mid_batch(emu: Emulator, redis_server: RedisServer, caplog
     with caplog.at_level(logging.WARNING, logger="amp_profile_magic"):
         ok, elapsed = batch_through(emu, redis_server.url)
     killer.join()
-    assert all(ok) and len(ok) == USERS
+    assert all(ok)
+    assert len(ok) == USERS
     [warning] = fallback_warnings(caplog)
-    assert redis_server.url in warning and "50% of requests_per_minute" in warning
+    assert redis_server.url in warning
+    assert "50% of requests_per_minute" in warning
     # One second shared, then the rest at half the rate in the kernel: bounded, no hang.
     assert elapsed < 1.0 + USERS / (RATE / 2) * 60 + 5
 
@@ -87,7 +89,8 @@ def test_redis_password_is_masked_in_the_warning(emu: Emulator, caplog: pytest.L
         server.kill()
     assert all(ok)
     [warning] = fallback_warnings(caplog)
-    assert "wrong-pw-9f1c" not in caplog.text and f"redis://:********@127.0.0.1:{server.port}/0" in warning
+    assert "wrong-pw-9f1c" not in caplog.text
+    assert f"redis://:********@127.0.0.1:{server.port}/0" in warning
 
 
 def _make_budget_file(path: Path) -> None:
@@ -117,7 +120,8 @@ def test_read_only_budget_file(emu: Emulator, tmp_path: Path, caplog: pytest.Log
         if immutable:
             subprocess.run(["chattr", "-i", str(path)], check=True)
         path.chmod(0o600)
-    assert all(ok) and len(ok) == USERS
+    assert all(ok)
+    assert len(ok) == USERS
     [warning] = fallback_warnings(caplog)
     assert str(path) in warning
 
@@ -137,13 +141,15 @@ def test_locked_budget_file(emu: Emulator, tmp_path: Path, caplog: pytest.LogCap
     _make_budget_file(path)
     locker = subprocess.Popen([sys.executable, "-c", _LOCKER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
-        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        assert locker.stdout is not None
+        assert locker.stdout.readline().strip() == "locked"
         with caplog.at_level(logging.WARNING, logger="amp_profile_magic"):
             ok, elapsed = batch_through(emu, f"sqlite:///{path}")
     finally:
         locker.kill()
         locker.wait(10)
-    assert all(ok) and len(ok) == USERS
+    assert all(ok)
+    assert len(ok) == USERS
     [warning] = fallback_warnings(caplog)
     assert "locked" in warning
     assert elapsed < BUSY_TIMEOUT + USERS / (RATE / 2) * 60 + 5

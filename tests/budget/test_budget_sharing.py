@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,7 +58,7 @@ def assert_shared_without_throttling(emu: Emulator, reports: list[dict[str, Any]
     at = sorted(entry.at for entry in emu.requests)
     # Evenly spaced across processes: no burst at a window's edge. 90 requests at 20/s take at least 4.45 s.
     assert at[-1] - at[0] >= (len(at) - 1) * 60 / LIMIT - 0.1
-    gaps = [later - earlier for earlier, later in zip(at, at[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(at)]
     short = [gap for gap in gaps if gap < 60 / LIMIT * 0.5]
     assert len(short) <= len(gaps) // 10, f"{len(short)} of {len(gaps)} gaps under half an interval: {short}"
 
@@ -78,12 +80,14 @@ def test_three_processes_share_a_redis_budget(
 
 
 def test_three_processes_with_default_settings_share_the_machine_budget(
-    limited: Emulator, participants: Callable[..., Any], _isolated_cache_dir: Path
+    limited: Emulator, participants: Callable[..., Any]
 ) -> None:
     """With no rate_limiter set, three processes of one user (same cache directory) share the default file."""
     reports = run_three(limited, participants)
     assert_shared_without_throttling(limited, reports)
-    assert (_isolated_cache_dir / "amp_profile_magic" / "rate-budget.sqlite").exists()
+    budget_file = Path(os.environ["XDG_CACHE_HOME"]) / "amp_profile_magic" / "rate-budget.sqlite"
+    assert budget_file.exists()
+    assert budget_file.stat().st_mode & 0o777 == 0o600  # private, like the store
 
 
 def test_kernel_pacing_alone_is_throttled_when_three_processes_share_the_limit(
