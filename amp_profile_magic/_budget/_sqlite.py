@@ -186,7 +186,10 @@ def filesystem_type(directory: Path, mounts: str | None = None) -> str | None:
 
 
 def _existing_ancestor(directory: Path) -> str:
+    """``directory`` with symlinks resolved as far as it exists (the budget may create the rest)."""
     path = directory.expanduser().absolute()
+    missing: list[str] = []
     while not path.exists() and path != path.parent:
+        missing.insert(0, path.name)
         path = path.parent
-    return os.path.realpath(path)
+    return os.path.join(os.path.realpath(path), *missing)
