@@ -55,7 +55,8 @@ def run(*, quick: bool) -> list[Row]:
             target=f"≥ {TARGET:.0f}×",
             met=speedup >= TARGET and len(frame) == users == loop_rows,
             notes=f"{users} users, props, emulator --latency {LATENCY}, no limit; magic max_concurrency=16, "
-            f"requests_per_minute=60,000; loop: 1 keep-alive httpx.Client, sequential, json, json_normalize. "
+            f"requests_per_minute=60,000, rate_limiter=kernel; loop: 1 keep-alive httpx.Client, sequential, json, "
+            "json_normalize. "
             f"Ceiling is ~16× (16 in flight); server counted {stats['requests']} requests",
             data={
                 "users": users,

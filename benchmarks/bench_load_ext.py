@@ -3,8 +3,9 @@
 Each repetition starts two fresh interpreters, one after the other: one creates an IPython ``InteractiveShell``
 (what a kernel creates) and exits, the other does the same and then runs ``%load_ext amp_profile_magic``. The
 added time is the difference of the medians of their whole wall-clock times; the in-process time of the
-``%load_ext`` call alone is reported beside it. Each child also reports whether the heavy libraries (pandas, httpx,
-ipywidgets, uvicorn, tenacity, tqdm, numpy, the rate budget code and redis) were imported by loading the extension, which they must not be.
+``%load_ext`` call alone is reported beside it. Each child also reports whether loading the extension imported the
+heavy libraries (pandas, httpx, ipywidgets, uvicorn, tenacity, tqdm, numpy), the rate budget code or redis, which
+it must not.
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ def child(mode: str, users: int) -> dict[str, Any]:
     magics = next(item for item in shell.configurables if type(item).__name__ == "AmpProfileMagics")
     magics.progress = False
     magics.client.requests_per_minute = 60_000_000
+    magics.client.rate_limiter = "kernel"
     shell.user_ns["ids"] = Dataset(seed=0, users=users).user_ids[:users]
     shell.run_line_magic("ampprofile", "user=12345 recs=recA -o warm")
     gc.collect()

@@ -80,7 +80,7 @@ def run(*, quick: bool) -> list[Row]:
                 target=f"≥ {TARGET} of raw",
                 met=ratio >= TARGET,
                 notes=f"{users} users × 50-item recs → {rows_out:,} rows; magic max_concurrency={concurrency} vs raw "
-                f"sequential (1 in flight) GET+json only; {rounds} alternating round(s), median",
+                f"sequential (1 in flight) GET+json only; rate_limiter=kernel; {rounds} alternating round(s), median",
                 data={
                     "users": users,
                     "concurrency": concurrency,

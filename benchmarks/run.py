@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bench_budget
 import bench_latency
 import bench_load_ext
 import bench_memory
@@ -39,6 +40,9 @@ FIGURES: dict[str, Callable[..., list[Row]]] = {
     "4": bench_requests.run,
     "5": bench_load_ext.run,
     "6": bench_memory.run,
+    "7": bench_budget.figure_7,
+    "8": bench_budget.figure_8,
+    "9": bench_budget.figure_9,
 }
 
 

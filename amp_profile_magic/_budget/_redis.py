@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from amp_profile_magic._secret import SecretURL
 
 from . import _aimd
-from ._gcra import MAX_AHEAD
+from ._gcra import LATENESS_FORGIVEN, MAX_AHEAD
 from ._window import BackendDown
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ KEY_PREFIX = "amp_profile_magic:budget:"
 
 # Mirrors ScopeState (._gcra) and ._aimd: reserve, claim, throttle. Numbers go back as strings (Redis would
 # truncate Lua numbers to integers). ARGV: op, requests_per_minute, adaptive (0/1), hold, sent_at (-1: unknown),
-# DECREASE, RECOVERY_PER_SECOND, FLOOR, MAX_AHEAD, TTL.
+# DECREASE, RECOVERY_PER_SECOND, FLOOR, MAX_AHEAD, TTL, LATENESS_FORGIVEN.
 _SCRIPT = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key = KEYS[1]
@@ -41,7 +41,7 @@ local adaptive = ARGV[3] == '1'
 local hold = tonumber(ARGV[4])
 local sent_at = tonumber(ARGV[5])
 local decrease, recovery, floor = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local max_ahead, ttl = tonumber(ARGV[9]), tonumber(ARGV[10])
+local max_ahead, ttl, forgiven = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local v = redis.call('HMGET', key, 'next_slot', 'last_send', 'held_until', 'cut_factor', 'cut_at', 'cuts')
@@ -68,8 +68,8 @@ elseif op == 'claim' then
   if now < earliest then
     out = {f(earliest - now), f(now)}
   else
-    last_send = now
-    next_slot = math.max(next_slot, now + interval)
+    last_send = math.max(earliest, now - math.min(forgiven, interval * 0.05))
+    next_slot = math.max(next_slot, last_send + interval)
     out = {f(0), f(now)}
   end
 elseif op == 'hold' then
@@ -138,6 +138,7 @@ class RedisWindow:
             repr(_aimd.FLOOR),
             repr(MAX_AHEAD),
             str(TTL_SECONDS),
+            repr(LATENESS_FORGIVEN),
         )
         try:
             script = self._connect()

@@ -12,7 +12,7 @@ from traitlets import TraitError
 from amp_profile_magic import ProfileClient
 from amp_profile_magic._batch import PacingSummary
 from amp_profile_magic._budget import _aimd, scope_of
-from amp_profile_magic._budget._gcra import MAX_AHEAD, ScopeState
+from amp_profile_magic._budget._gcra import LATENESS_FORGIVEN, MAX_AHEAD, ScopeState
 from amp_profile_magic._budget._sqlite import SqliteWindow, filesystem_type
 from amp_profile_magic._secret import Secret, SecretURL, mask_url
 from tests.conftest import CANARY_KEY
@@ -26,13 +26,16 @@ def test_reservations_are_one_interval_apart_with_no_burst() -> None:
 
 
 def test_a_claim_waits_a_full_interval_after_the_last_actual_send() -> None:
-    """A late waker sends; the next slot's holder then waits until one interval after that send."""
+    """A late waker sends; the next slot's holder then waits until one interval after that send, less at most
+    LATENESS_FORGIVEN of the late waker's lateness."""
     state = ScopeState()
     state.reserve(1000.0, 600.0, adaptive=False)
     state.reserve(1000.0, 600.0, adaptive=False)  # slot at 1000.1
-    assert state.claim(1000.08, 600.0, adaptive=False) == 0.0  # the first holder woke late
-    assert state.claim(1000.1, 600.0, adaptive=False) == pytest.approx(0.08)
-    assert state.claim(1000.181, 600.0, adaptive=False) == 0.0
+    assert state.claim(1000.08, 600.0, adaptive=False) == 0.0  # the first holder woke 80 ms late
+    assert state.claim(1000.1, 600.0, adaptive=False) == pytest.approx(0.08 - LATENESS_FORGIVEN)
+    assert state.claim(1000.179, 600.0, adaptive=False) == 0.0
+    # That claim was 1 ms after its earliest time (1000.178), all of it forgiven: the next is due at 1000.278.
+    assert state.claim(1000.27, 600.0, adaptive=False) == pytest.approx(0.008)
 
 
 def test_a_throttle_holds_every_slot_and_cuts_once_per_congestion_event() -> None:
