@@ -173,7 +173,10 @@ class AmpProfileMagics(Magics):
 
         Settings: ``%config ProfileClient`` (endpoint, key, timeout, retries, pacing) and
         ``%config AmpProfileMagics``; also ``ipython_config.py`` and the AMPLITUDE_SECRET_KEY and
-        AMPLITUDE_PROFILE_URL environment variables.
+        AMPLITUDE_PROFILE_URL environment variables. Pacing counts requests_per_minute against one budget
+        shared by every kernel of this user on this machine (ProfileClient.rate_limiter or
+        AMPLITUDE_PROFILE_RATE_LIMITER: kernel, sqlite:///PATH or redis://HOST:PORT/DB), and paces down when
+        throttled ("paced down to 240/min after 3 throttles" in the summary).
         """
         if cell is not None:
             return self._run_cell(line, cell, local_ns)
