@@ -14,9 +14,11 @@ import pytest
 from amp_profile_magic.emulator import Emulator
 from tests.budget.conftest import RedisServer, report
 
-#: 1200 per minute counted over 3 s: a full window (60 requests) in seconds instead of a minute.
-LIMIT = 1200
-WINDOW = 3.0
+#: 600 per minute (the API's) counted over 6 s: a full window (60 requests) in seconds instead of a minute. The
+#: interval (100 ms) stays long beside the scheduling jitter of a loaded two-core machine (tens of ms), which the
+#: budget cannot see: it spaces grants, the emulator counts arrivals.
+LIMIT = 600
+WINDOW = 6.0
 PER_PARTICIPANT = 30
 
 pytestmark = pytest.mark.slow
@@ -56,7 +58,7 @@ def assert_shared_without_throttling(emu: Emulator, reports: list[dict[str, Any]
     fetched = [entry.params.get("user_id") for entry in emu.requests]
     assert sorted(fetched) == sorted(users)  # each user requested exactly once
     at = sorted(entry.at for entry in emu.requests)
-    # Evenly spaced across processes: no burst at a window's edge. 90 requests at 20/s take at least 4.45 s.
+    # Evenly spaced across processes: no burst at a window's edge. 90 requests at 10/s take at least 8.9 s.
     assert at[-1] - at[0] >= (len(at) - 1) * 60 / LIMIT - 0.1
     gaps = [later - earlier for earlier, later in itertools.pairwise(at)]
     short = [gap for gap in gaps if gap < 60 / LIMIT * 0.5]
