@@ -14,13 +14,17 @@ from dataclasses import dataclass
 
 from . import _aimd
 
-__all__ = ["LATENESS_FORGIVEN", "MAX_AHEAD", "ScopeState"]
+__all__ = ["HEADROOM", "LATENESS_FORGIVEN", "MAX_AHEAD", "ScopeState"]
 
 #: A stored time this far past "now" comes from a clock that jumped back (or a corrupt row): forget it rather than
 #: wait for it. Longer than any Retry-After the client honours.
 MAX_AHEAD = 3600.0
 #: Seconds of a claim's lateness not passed on to the next send (and never more than 5% of an interval).
 LATENESS_FORGIVEN = 0.002
+#: Shared sends are spaced 1% wider than the rate asks. The budget spaces grants, but the API counts arrivals, and
+#: between the two a process may be descheduled or a packet delayed by tens of milliseconds; at exactly the limit,
+#: one such delay early in a window and none at its end would be throttled. 1% of a minute is 600 ms.
+HEADROOM = 0.01
 
 
 @dataclass(slots=True)
@@ -44,13 +48,13 @@ class ScopeState:
         self._forget_the_future(now)
         rate = self.rate(now, requests_per_minute, adaptive)
         slot = max(now, self.next_slot, self.held_until)
-        self.next_slot = slot + 60.0 / rate
+        self.next_slot = slot + 60.0 / rate * (1 + HEADROOM)
         return slot - now, rate
 
     def claim(self, now: float, requests_per_minute: float, adaptive: bool) -> float:
         """Send now if a full interval has passed since the last send and no hold is on: 0.0, else the wait."""
         self._forget_the_future(now)
-        interval = 60.0 / self.rate(now, requests_per_minute, adaptive)
+        interval = 60.0 / self.rate(now, requests_per_minute, adaptive) * (1 + HEADROOM)
         earliest = max(self.last_send + interval, self.held_until)
         if now < earliest:
             return earliest - now

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from amp_profile_magic._secret import SecretURL
 
 from . import _aimd
-from ._gcra import LATENESS_FORGIVEN, MAX_AHEAD
+from ._gcra import HEADROOM, LATENESS_FORGIVEN, MAX_AHEAD
 from ._window import BackendDown
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ KEY_PREFIX = "amp_profile_magic:budget:"
 
 # Mirrors ScopeState (._gcra) and ._aimd: reserve, claim, throttle. Numbers go back as strings (Redis would
 # truncate Lua numbers to integers). ARGV: op, requests_per_minute, adaptive (0/1), hold, sent_at (-1: unknown),
-# DECREASE, RECOVERY_PER_SECOND, FLOOR, MAX_AHEAD, TTL, LATENESS_FORGIVEN.
+# DECREASE, RECOVERY_PER_SECOND, FLOOR, MAX_AHEAD, TTL, LATENESS_FORGIVEN, HEADROOM.
 _SCRIPT = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key = KEYS[1]
@@ -42,6 +42,7 @@ local hold = tonumber(ARGV[4])
 local sent_at = tonumber(ARGV[5])
 local decrease, recovery, floor = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local max_ahead, ttl, forgiven = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local headroom = tonumber(ARGV[12])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local v = redis.call('HMGET', key, 'next_slot', 'last_send', 'held_until', 'cut_factor', 'cut_at', 'cuts')
@@ -60,10 +61,10 @@ local out
 if op == 'reserve' then
   local rate = rpm * share()
   local slot = math.max(now, next_slot, held_until)
-  next_slot = slot + 60 / rate
+  next_slot = slot + 60 / rate * (1 + headroom)
   out = {f(slot - now), f(rate)}
 elseif op == 'claim' then
-  local interval = 60 / (rpm * share())
+  local interval = 60 / (rpm * share()) * (1 + headroom)
   local earliest = math.max(last_send + interval, held_until)
   if now < earliest then
     out = {f(earliest - now), f(now)}
@@ -139,6 +140,7 @@ class RedisWindow:
             repr(MAX_AHEAD),
             str(TTL_SECONDS),
             repr(LATENESS_FORGIVEN),
+            repr(HEADROOM),
         )
         try:
             script = self._connect()

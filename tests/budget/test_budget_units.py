@@ -12,17 +12,20 @@ from traitlets import TraitError
 from amp_profile_magic import ProfileClient
 from amp_profile_magic._batch import PacingSummary
 from amp_profile_magic._budget import _aimd, scope_of
-from amp_profile_magic._budget._gcra import LATENESS_FORGIVEN, MAX_AHEAD, ScopeState
+from amp_profile_magic._budget._gcra import HEADROOM, LATENESS_FORGIVEN, MAX_AHEAD, ScopeState
 from amp_profile_magic._budget._sqlite import SqliteWindow, filesystem_type
 from amp_profile_magic._secret import Secret, SecretURL, mask_url
 from tests.conftest import CANARY_KEY
 
+#: One interval at 600/min, with the shared budget's headroom.
+INTERVAL = 0.1 * (1 + HEADROOM)
+
 
 def test_reservations_are_one_interval_apart_with_no_burst() -> None:
-    """Ten reservations at the same instant get slots 0.1 s apart at 600/min: no burst allowance at all."""
+    """Ten reservations at the same instant get slots one interval apart at 600/min: no burst allowance at all."""
     state = ScopeState()
     waits = [state.reserve(1000.0, 600.0, adaptive=False)[0] for _ in range(10)]
-    assert waits == pytest.approx([i * 0.1 for i in range(10)])
+    assert waits == pytest.approx([i * INTERVAL for i in range(10)])
 
 
 def test_a_claim_waits_a_full_interval_after_the_last_actual_send() -> None:
@@ -30,19 +33,20 @@ def test_a_claim_waits_a_full_interval_after_the_last_actual_send() -> None:
     LATENESS_FORGIVEN of the late waker's lateness."""
     state = ScopeState()
     state.reserve(1000.0, 600.0, adaptive=False)
-    state.reserve(1000.0, 600.0, adaptive=False)  # slot at 1000.1
+    state.reserve(1000.0, 600.0, adaptive=False)  # the second slot, one interval later
     assert state.claim(1000.08, 600.0, adaptive=False) == 0.0  # the first holder woke 80 ms late
-    assert state.claim(1000.1, 600.0, adaptive=False) == pytest.approx(0.08 - LATENESS_FORGIVEN)
-    assert state.claim(1000.179, 600.0, adaptive=False) == 0.0
-    # That claim was 1 ms after its earliest time (1000.178), all of it forgiven: the next is due at 1000.278.
-    assert state.claim(1000.27, 600.0, adaptive=False) == pytest.approx(0.008)
+    due = 1000.08 - LATENESS_FORGIVEN + INTERVAL
+    assert state.claim(1000.1, 600.0, adaptive=False) == pytest.approx(due - 1000.1)
+    assert state.claim(due + 0.001, 600.0, adaptive=False) == 0.0
+    # That claim was 1 ms after its earliest time, all of it forgiven: the next is due one interval after `due`.
+    assert state.claim(due + 0.05, 600.0, adaptive=False) == pytest.approx(INTERVAL - 0.05)
 
 
 def test_a_throttle_holds_every_slot_and_cuts_once_per_congestion_event() -> None:
     """A throttle pushes all later sends past the hold; throttles of requests sent before the cut do not cut again."""
     state = ScopeState()
     state.throttle(1000.0, 2.0, sent_at=999.9, adaptive=True)
-    assert state.reserve(1000.5, 600.0, adaptive=False)[0] == pytest.approx(1.5)
+    assert state.reserve(1000.5, 600.0, adaptive=False)[0] == pytest.approx(1.5)  # the hold, not the spacing
     assert state.cut_factor == pytest.approx(_aimd.DECREASE)
     state.throttle(1000.1, 2.0, sent_at=999.95, adaptive=True)  # sent before the cut at 1000.0: same event
     assert state.cuts == 1
