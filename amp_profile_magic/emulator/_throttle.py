@@ -58,6 +58,8 @@ class RateWindow:
 
     def admit(self, now: float) -> int | None:
         """Admit a request arriving at ``now``, or return the whole seconds (>= 1) until a slot frees."""
+        if self._capacity is None:  # no limit: the common case needs no lock
+            return None
         with self._lock:
             capacity, window = self._capacity, self._window
             if capacity is None:
