@@ -15,7 +15,7 @@ from IPython.utils.capture import capture_output
 from traitlets import TraitError
 
 from amp_profile_magic import NotFetched, ProfileClient, ProfileQuery
-from amp_profile_magic._pacing import Pacer, kernel_pacer, sleep
+from amp_profile_magic._pacing import Pacer, sleep
 from amp_profile_magic.emulator import Emulator
 
 CHECKED = ("requests_per_minute", "timeout", "backoff_initial", "backoff_max", "max_retry_after")
@@ -95,12 +95,17 @@ def test_the_pacer_and_sleep_refuse_nan_instead_of_spinning() -> None:
             pacer.hold(bad)
 
 
+def hold(client: ProfileClient, seconds: float) -> None:
+    """A throttle hold on the client's budget (the default: shared by every kernel on the machine), as after a 429."""
+    client._budget().throttled(seconds, None, adaptive=False)
+
+
 def test_ctrl_c_ends_a_throttle_hold_of_a_single_lookup(
     client: ProfileClient, emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A lookup in the main thread waiting on a 30 s kernel-wide hold says so, stops on Ctrl-C within a second,
     and sends nothing; the hold itself stays (the API asked for it)."""
-    kernel_pacer().hold(30)
+    hold(client, 30)
     emulator.reset()
     started = time.monotonic()
     with ctrl_c_after(0.3) as fired, pytest.raises(KeyboardInterrupt):
@@ -108,13 +113,13 @@ def test_ctrl_c_ends_a_throttle_hold_of_a_single_lookup(
     assert fired()
     assert time.monotonic() - started < 1.3
     assert emulator.request_count == 0
-    assert kernel_pacer().hold_remaining() > 25
+    assert client._budget().hold_remaining() > 25
     assert "Waiting 30s on the API's throttle hold (Retry-After) before sending; Ctrl-C stops." in caplog.messages
 
 
 def test_ctrl_c_ends_a_throttle_hold_of_a_batch(client: ProfileClient, emulator: Emulator) -> None:
     """A batch waiting on a 30 s hold returns on Ctrl-C within a second, every user accounted as NotFetched."""
-    kernel_pacer().hold(30)
+    hold(client, 30)
     emulator.reset()
     queries = [ProfileQuery(user_id=user) for user in emulator.dataset.user_ids[:6]]
     started = time.monotonic()
@@ -130,7 +135,7 @@ def test_ctrl_c_ends_a_throttle_hold_of_a_batch(client: ProfileClient, emulator:
 
 def test_a_batch_reports_a_throttle_hold_and_its_end(client: ProfileClient, emulator: Emulator) -> None:
     """``on_wait`` hears the seconds left of a kernel-wide hold, counting down, then 0 when sends resume."""
-    kernel_pacer().hold(2.2)
+    hold(client, 2.2)
     seen: list[float] = []
     batch = client.lookup_many([ProfileQuery(user_id="12345"), ProfileQuery(user_id="user-00001")], on_wait=seen.append)
     assert all(outcome.ok for outcome in batch)
@@ -146,7 +151,7 @@ def test_the_progress_bar_says_a_batch_waits_on_a_throttle_hold(shell: Any) -> N
     magics = next(item for item in shell.configurables if type(item).__name__ == "AmpProfileMagics")
     magics.progress = True
     shell.user_ns["ids"] = ["12345", "user-00001", "user-00002"]
-    kernel_pacer().hold(1.5)
+    hold(magics.client, 1.5)
     with capture_output() as captured:
         shell.run_line_magic("ampprofile", "--users ids props")
     assert "waiting on a throttle hold, 2s left" in captured.stderr
