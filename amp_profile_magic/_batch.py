@@ -21,6 +21,8 @@ class Outcome:
     query: ProfileQuery
     profile: Profile | None = None
     error: ProfileError | None = None
+    #: When the answer came from the local store: the (oldest) fetch time of its stored responses, a Unix time.
+    stored_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,6 +87,10 @@ class BatchResult(Sequence[Outcome]):
     #: Distinct queries looked up (duplicates collapsed); a props + comps query costs two requests, retries more.
     unique_queries: int
     interrupted: bool = False
+    #: Retries the batch's requests needed (5xx, timeouts, dropped connections, throttling), and how many of
+    #: them were throttling: counted here and shown in the summary line rather than logged one by one.
+    retries: int = 0
+    throttled: int = 0
     #: Throttles seen and how far adaptive pacing lowered the rate (see ProfileClient.adaptive_pacing).
     pacing: PacingSummary = field(default_factory=PacingSummary)
 
@@ -110,6 +116,19 @@ class BatchResult(Sequence[Outcome]):
     def failures(self) -> list[Outcome]:
         """The outcomes that ended in an error (including users an interrupt left unfetched)."""
         return [outcome for outcome in self.outcomes if outcome.error is not None]
+
+    @property
+    def from_store(self) -> list[Outcome]:
+        """The unique successful lookups the local store answered (nothing was sent for them)."""
+        return [outcome for outcome in self._unique() if outcome.ok and outcome.stored_at is not None]
+
+    @property
+    def fetched(self) -> list[Outcome]:
+        """The unique successful lookups answered by the API in this batch."""
+        return [outcome for outcome in self._unique() if outcome.ok and outcome.stored_at is None]
+
+    def _unique(self) -> list[Outcome]:
+        return list({outcome.query: outcome for outcome in self.outcomes}.values())
 
     @property
     def missing(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import gc
 import json
 import logging
 import math
@@ -11,11 +12,11 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
+from urllib.parse import urlencode, urlsplit
 
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets.config import Configurable
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
     import tenacity
 
     from ._budget import Budget, Grant
+    from ._store import ProfileStore, StoredAnswer
 
-__all__ = ["DEFAULT_ENDPOINT", "ProfileClient"]
+__all__ = ["DEFAULT_ENDPOINT", "CachePolicy", "ProfileClient", "RequestPlan"]
 
 log = logging.getLogger("amp_profile_magic")
 
@@ -44,6 +46,16 @@ UNKNOWN_USER_TEXT = "User id and device id not seen before"
 THROTTLED_TEXT = "Number of requests per minute exceeds"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CASSETTE_MODES = ("off", "record", "replay")
+#: How a lookup uses the local store: answer from it when fresh ("use"), ignore what it holds but keep what comes
+#: back ("refresh"), or answer only from it and send nothing ("only").
+CachePolicy = Literal["use", "refresh", "only"]
+#: Recommendations are recomputed about daily, so an answer fetched within a day is at most one refresh behind: the
+#: same staleness as asking the API just before its refresh. A day also covers resuming a batch the next morning.
+DEFAULT_MAX_AGE = 24 * 3600.0
+#: About 500,000 typical profiles (~1 KB each): ten 50,000-user batches, far under a home directory's quota.
+DEFAULT_STORE_MAX_BYTES = 512 * 1024 * 1024
+#: Expected durations past this point the dry run suggests Amplitude's bulk routes instead.
+BULK_ADVICE_SECONDS = 3600.0
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -97,6 +109,128 @@ def _check_rate_limiter(setting: str) -> None:
 
 def _not_fetched(query: ProfileQuery) -> exc.NotFetched:
     return exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
+
+
+def _not_stored(query: ProfileQuery) -> exc.NotStored:
+    return exc.NotStored(
+        f"Not in the local store: {query.describe()} (store-only lookup; nothing was sent). Run it without "
+        "--store-only to fetch it."
+    )
+
+
+def _unknown_user(status: int | None) -> exc.UnknownUser:
+    return exc.UnknownUser(
+        f"HTTP {status} from the Profile API: {UNKNOWN_USER_TEXT}.", status=status, api_message=UNKNOWN_USER_TEXT
+    )
+
+
+class _Answer(NamedTuple):
+    """One successful response: its parsed JSON, and its body as received (what the local store keeps)."""
+
+    payload: Any
+    text: str
+
+
+class _BatchStats:
+    """Retries and throttled answers counted across a batch's threads, for the summary line."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.retries = 0
+        self.throttled = 0
+
+    def retried(self, error: BaseException | None) -> None:
+        with self._lock:
+            self.retries += 1
+            if isinstance(error, exc.Throttled):
+                self.throttled += 1
+
+
+class _StoreView:
+    """The local store as one batch sees it: one project, one endpoint, one freshness rule."""
+
+    def __init__(self, store: ProfileStore, *, project: str, endpoint: str, max_age: float, policy: str) -> None:
+        self.store = store
+        self.project = project
+        self.endpoint = endpoint
+        self.max_age = max_age
+        self.policy = policy
+
+    def lookup(self, keys: Iterable[Sequence[str]]) -> dict[str, StoredAnswer]:
+        if self.policy == "refresh":
+            return {}
+        flat = [key for request_keys in keys for key in request_keys]
+        return self.store.get_many(project=self.project, endpoint=self.endpoint, params=flat, max_age=self.max_age)
+
+    def put(self, params: tuple[tuple[str, str], ...], *, kind: str, status: int, body: str) -> None:
+        from ._store import params_key
+
+        self.store.put(
+            project=self.project, endpoint=self.endpoint, params=params_key(params), kind=kind, status=status, body=body
+        )
+
+
+def _from_store(query: ProfileQuery, keys: Sequence[str], answers: Mapping[str, StoredAnswer]) -> Outcome | None:
+    """The outcome the stored answers under ``keys`` (one per request) give; None if one is missing or unreadable."""
+    stored = [answers.get(key) for key in keys]
+    if not all(stored):
+        return None
+    found = [answer for answer in stored if answer is not None]
+    stored_at = min(answer.fetched_at for answer in found)
+    for answer in found:
+        if answer.kind == "unknown_user":
+            return Outcome(query, error=_unknown_user(answer.status), stored_at=answer.fetched_at)
+    try:
+        profile = profile_from_responses(query, [json.loads(answer.body) for answer in found])
+    except (exc.MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
+        return None  # a damaged or no longer valid entry is fetched again rather than failing the user
+    return Outcome(query, profile=profile, stored_at=stored_at)
+
+
+def _request_keys(queries: Iterable[ProfileQuery]) -> dict[ProfileQuery, tuple[str, ...]]:
+    from ._store import params_key
+
+    return {query: tuple(params_key(params) for params in query.requests) for query in queries}
+
+
+class RequestPlan(NamedTuple):
+    """What a batch would send (``ProfileClient.plan``), for ``%ampprofile --dry-run``."""
+
+    users: int
+    lookups: int
+    requests: int
+    stored: int
+    to_send: int
+    requests_per_minute: float
+    first_url: str | None
+    store: str
+
+    @property
+    def seconds(self) -> float:
+        """Expected duration at the configured rate (the pacer sends one request every 60/rate seconds)."""
+        return self.to_send * 60.0 / self.requests_per_minute
+
+    def describe(self) -> str:
+        """The dry run's report, a few lines."""
+        from ._store import format_age
+
+        lines = [
+            f"Dry run, nothing sent. {self.users:,} users → {self.lookups:,} lookups, {self.requests:,} requests.",
+            f"Local store ({self.store}): {self.stored:,} requests already answered; {self.to_send:,} to send.",
+        ]
+        if self.to_send:
+            seconds = self.seconds
+            took = f"{seconds:.0f} s" if seconds < 120 else format_age(seconds)
+            lines.append(f"Expected time at {self.requests_per_minute:,.0f} requests/minute: about {took}.")
+        if self.first_url is not None:
+            lines.append("First request (add the key yourself):")
+            lines.append(f"  curl -H \"Authorization: Api-Key $AMPLITUDE_SECRET_KEY\" '{self.first_url}'")
+        if self.to_send and self.seconds > BULK_ADVICE_SECONDS:
+            lines.append(
+                "That is over an hour: for this many users, Amplitude's bulk routes are faster: download the cohort "
+                "with the Dashboard REST API, or use a warehouse export (Snowflake, BigQuery, S3)."
+            )
+        return "\n".join(lines)
 
 
 def _snippet(text: str, limit: int = 200) -> str:
@@ -199,6 +333,26 @@ class ProfileClient(Configurable):
         "it with no network and no key; 'off' talks to the API. Defaults to $AMPLITUDE_PROFILE_CASSETTE_MODE.",
     ).tag(config=True)
 
+    store = Unicode(
+        help="Directory of the local profile store, which keeps every answer so re-runs and resumed batches send "
+        "only what is missing; 'off' disables it. Defaults to $AMPLITUDE_PROFILE_STORE, else the platform's cache "
+        "directory ($XDG_CACHE_HOME/amp_profile_magic on Linux). It holds personal data: %ampprofile_store clear "
+        "empties it."
+    ).tag(config=True)
+
+    max_age = Float(
+        DEFAULT_MAX_AGE,
+        min=0.0,
+        help="Seconds a stored answer is reused; older ones are fetched again. One day by default: recommendations "
+        "are recomputed about daily. 0 reuses nothing (what comes back is still stored).",
+    ).tag(config=True)
+
+    store_max_bytes = Int(
+        DEFAULT_STORE_MAX_BYTES,
+        min=0,
+        help="Size cap of the local store in bytes; past it the oldest answers are evicted first.",
+    ).tag(config=True)
+
     def __init__(self, *, transport: httpx.BaseTransport | None = None, pacer: Pacer | None = None, **kwargs: Any):
         # Set before traitlets applies kwargs/config: assigning `endpoint` there already fires the observer.
         self._transport = transport
@@ -208,6 +362,8 @@ class ProfileClient(Configurable):
         self._http: httpx.Client | None = None
         self._proxy: Proxy | None = None
         self._http_lock = threading.Lock()
+        self._store: ProfileStore | None = None
+        self._store_resolved = False
         super().__init__(**kwargs)
 
     @validate("timeout", "backoff_initial", "backoff_max", "max_retry_after", "requests_per_minute")
@@ -247,6 +403,14 @@ class ProfileClient(Configurable):
                 # A redis:// URL may carry a password.
                 section["rate_limiter"] = self.rate_limiter
 
+    @default("store")
+    def _default_store(self) -> str:
+        return os.environ.get("AMPLITUDE_PROFILE_STORE", "")
+
+    @observe("store", "store_max_bytes")
+    def _store_setting_changed(self, change: Mapping[str, Any]) -> None:
+        self._store, self._store_resolved = None, False
+
     @default("cassette")
     def _default_cassette(self) -> str:
         return os.environ.get("AMPLITUDE_PROFILE_CASSETTE", "")
@@ -271,17 +435,32 @@ class ProfileClient(Configurable):
 
     # -- public API ---------------------------------------------------------------------------------------------
 
-    def lookup(self, query: ProfileQuery | None = None, /, **parameters: Any) -> Profile:
+    def lookup(self, query: ProfileQuery | None = None, /, *, cache: CachePolicy = "use", **parameters: Any) -> Profile:
         """Look up one user or device; ``parameters`` are :class:`ProfileQuery` fields when no query is given.
 
-        Raises a :class:`ProfileError` subclass on failure, after retrying the transient ones.
+        A fresh answer in the local store is returned without sending anything (``cache="refresh"`` fetches it
+        again, ``cache="only"`` never sends). Raises a :class:`ProfileError` subclass on failure, after retrying
+        the transient ones.
         """
         if query is None:
             query = ProfileQuery(**parameters)
         elif parameters:
             raise TypeError("pass a ProfileQuery or keyword parameters, not both")
+        self._check_settings()
         self._announce_hold()
-        return self._lookup(query, cancel=None)
+        view = self._store_view(cache)
+        outcome = None
+        if view is not None and cache != "refresh":
+            keys = _request_keys([query])[query]
+            outcome = _from_store(query, keys, view.lookup([keys]))
+        if outcome is None and cache == "only":
+            outcome = Outcome(query, error=_not_stored(query))
+        if outcome is None:
+            return self._lookup(query, cancel=None, view=view, stats=_BatchStats())
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.profile is not None
+        return outcome.profile
 
     def lookup_many(
         self,
@@ -289,14 +468,18 @@ class ProfileClient(Configurable):
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
+        cache: CachePolicy = "use",
     ) -> BatchResult:
         """Look up many users concurrently (up to ``max_concurrency`` in flight, paced) and account for each.
 
         Returns a :class:`BatchResult` with one outcome per query, in input order. Duplicate queries are sent
-        once. A failing user never stops the batch. On ``KeyboardInterrupt`` the finished outcomes are kept, the
-        rest are marked :class:`NotFetched`, and the client stays usable. ``on_outcome`` is called in the calling
-        thread as each unique query finishes (for progress bars); ``on_wait`` is called there too with the seconds
-        left of a kernel-wide throttle hold (``Retry-After``) whenever they change, and with 0 when it ends.
+        once. Users with a fresh answer in the local store are answered from it and nothing is sent for them
+        (``cache``: see :meth:`lookup`); every answer that arrives is stored at once, so an interrupted batch
+        resumes where it stopped. A failing user never stops the batch. On ``KeyboardInterrupt`` the finished
+        outcomes are kept, the rest are marked :class:`NotFetched`, and the client stays usable. ``on_outcome`` is
+        called in the calling thread as each unique query finishes (for progress bars); ``on_wait`` is called there
+        too with the seconds left of a kernel-wide throttle hold (``Retry-After``) whenever they change, and with 0
+        when it ends.
         """
         ordered = list(queries)
         unique = list(dict.fromkeys(ordered))
@@ -304,51 +487,122 @@ class ProfileClient(Configurable):
         cancel = threading.Event()
         interrupted = False
         self._meter.start()
+        stats = _BatchStats()
         if unique:
             self._check_settings()
-            budget = self._budget()
             self._announce_hold()
-            pool = ThreadPoolExecutor(
-                max_workers=min(self.max_concurrency, len(unique)), thread_name_prefix="amp-profile"
-            )
-            # Finished futures arrive on a queue: concurrent.futures.wait() re-registers a waiter on every pending
-            # future per call, which made a batch quadratic in its size (12,000 users ran at a fifth of 1,000's rate).
-            completed: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+            view = self._store_view(cache)
+            keys = _request_keys(unique) if view is not None else {}
+            answers = view.lookup(keys.values()) if view is not None else {}
+            pending = []
+            # Answering from the store allocates a few dicts per user while the batch's objects are all alive:
+            # the cyclic GC would traverse them again and again (most of a 100,000-user re-run). None of these
+            # objects form cycles, so pause it for the loop.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
             try:
-                for query in unique:
-                    pool.submit(self._outcome, query, cancel).add_done_callback(completed.put)
-                shown_hold = 0
-                while len(finished) < len(unique):
-                    if on_wait is not None:
-                        hold = math.ceil(budget.hold_remaining())
-                        if hold != shown_hold:
-                            shown_hold = hold
-                            on_wait(float(hold))
-                    try:
-                        # A timed get returns to the interpreter regularly, so Ctrl-C is seen within 0.2 s.
-                        future = completed.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    outcome = future.result()
-                    finished[outcome.query] = outcome
-                    if on_outcome is not None:
-                        on_outcome(outcome)
-            except KeyboardInterrupt:
-                interrupted = True
-                cancel.set()
-                log.warning("Batch interrupted: %d of %d lookups finished.", len(finished), len(unique))
+                stored_outcomes = [
+                    (query, _from_store(query, keys[query], answers) if answers else None) for query in unique
+                ]
             finally:
-                # In-flight requests see the cancel event at their next socket wait (a quarter second at most) and
-                # close their connections; nothing waits for them here.
-                pool.shutdown(wait=not interrupted, cancel_futures=True)
+                if gc_was_enabled:
+                    gc.enable()
+            for query, stored in stored_outcomes:
+                outcome = stored
+                if outcome is None and cache == "only":
+                    outcome = Outcome(query, error=_not_stored(query))
+                if outcome is None:
+                    pending.append(query)
+                    continue
+                finished[query] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            del answers  # a 100,000-user re-run holds every stored body here: let it go before the frames are built
+            if pending:
+                interrupted = self._run_pool(
+                    pending,
+                    finished=finished,
+                    cancel=cancel,
+                    view=view,
+                    stats=stats,
+                    on_outcome=on_outcome,
+                    on_wait=on_wait,
+                )
+            if view is not None:
+                view.store.evict()
         outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
         return BatchResult(
-            outcomes=outcomes, unique_queries=len(unique), interrupted=interrupted, pacing=self._meter.summary()
+            outcomes=outcomes,
+            unique_queries=len(unique),
+            interrupted=interrupted,
+            retries=stats.retries,
+            throttled=stats.throttled,
+            pacing=self._meter.summary(),
         )
 
     def pacing_note(self) -> str:
         """``paced down to 240/min after 3 throttles`` while (or after) a batch ran slower than configured; else ""."""
         return self._meter.summary().describe()
+
+    def plan(self, queries: Iterable[ProfileQuery], *, cache: CachePolicy = "use") -> RequestPlan:
+        """What :meth:`lookup_many` would send for ``queries``, after what the local store holds; sends nothing."""
+        from ._store import params_key
+
+        ordered = list(queries)
+        unique = list(dict.fromkeys(ordered))
+        requests = [params for query in unique for params in query.requests]
+        view = self._store_view(cache) if unique else None
+        answers = view.lookup(_request_keys(unique).values()) if view is not None else {}
+        to_send = [params for params in requests if params_key(params) not in answers]
+        if cache == "only":
+            to_send = []
+        first = None
+        if to_send:
+            first = f"{self.endpoint.rstrip('/')}{API_PATH}?{urlencode(to_send[0])}"
+        if view is None:
+            where = "off" if self.cassette_mode == "off" else f"not used while the cassette is in {self.cassette_mode}"
+        else:
+            where = str(view.store.path)
+        return RequestPlan(
+            users=len(ordered),
+            lookups=len(unique),
+            requests=len(requests),
+            stored=len(requests) - len([params for params in requests if params_key(params) not in answers]),
+            to_send=len(to_send),
+            requests_per_minute=self.requests_per_minute,
+            first_url=first,
+            store=where,
+        )
+
+    def profile_store(self) -> ProfileStore | None:
+        """The local store this client reads and writes, or None when it is off or unusable."""
+        if not self._store_resolved:
+            from ._store import shared_store, store_directory
+
+            directory = store_directory(self.store)
+            self._store = None if directory is None else shared_store(directory, max_bytes=self.store_max_bytes)
+            self._store_resolved = True
+        store = self._store
+        return store if store is not None and store.disabled is None else None
+
+    def store_info(self) -> str:
+        """Where the local store is, its size, its answers and their oldest and newest fetch times."""
+        from ._store import store_directory, store_info
+
+        directory = store_directory(self.store)
+        if directory is None:
+            return "Local profile store: off (ProfileClient.store = 'off')."
+        return store_info(directory).describe()
+
+    def clear_store(self, *, older_than: float | None = None) -> str:
+        """Delete every stored answer, or those fetched more than ``older_than`` seconds ago; say what was done."""
+        from ._store import clear_store, store_directory
+
+        directory = store_directory(self.store)
+        if directory is None:
+            return "Local profile store: off (ProfileClient.store = 'off'); nothing to clear."
+        self._store, self._store_resolved = None, False
+        return clear_store(directory, older_than=older_than)
 
     def _announce_hold(self) -> None:
         # A hold left by an earlier cell would otherwise look like a hang (a batch's progress bar also shows it).
@@ -365,24 +619,125 @@ class ProfileClient(Configurable):
 
     # -- one lookup ---------------------------------------------------------------------------------------------
 
-    def _outcome(self, query: ProfileQuery, cancel: threading.Event) -> Outcome:
+    def _run_pool(
+        self,
+        pending: list[ProfileQuery],
+        *,
+        finished: dict[ProfileQuery, Outcome],
+        cancel: threading.Event,
+        view: _StoreView | None,
+        stats: _BatchStats,
+        on_outcome: Callable[[Outcome], None] | None,
+        on_wait: Callable[[float], None] | None,
+    ) -> bool:
+        """Look ``pending`` up on a thread pool into ``finished``; return whether the batch was interrupted."""
+        interrupted = False
+        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(pending)), thread_name_prefix="amp-profile")
+        # Finished futures arrive on a queue: concurrent.futures.wait() re-registers a waiter on every pending
+        # future per call, which made a batch quadratic in its size (12,000 users ran at a fifth of 1,000's rate).
+        completed: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+        target = len(finished) + len(pending)
         try:
-            return Outcome(query, profile=self._lookup(query, cancel))
+            for query in pending:
+                pool.submit(self._outcome, query, cancel, view, stats).add_done_callback(completed.put)
+            shown_hold = 0
+            while len(finished) < target:
+                if on_wait is not None:
+                    hold = math.ceil(self._budget().hold_remaining())
+                    if hold != shown_hold:
+                        shown_hold = hold
+                        on_wait(float(hold))
+                try:
+                    # A timed get returns to the interpreter regularly, so Ctrl-C is seen within 0.2 s.
+                    future = completed.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                outcome = future.result()
+                finished[outcome.query] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        except KeyboardInterrupt:
+            interrupted = True
+            cancel.set()
+            log.warning("Batch interrupted: %d of %d lookups finished.", len(finished), target)
+        finally:
+            # In-flight requests see the cancel event at their next socket wait (a quarter second at most) and
+            # close their connections; nothing waits for them here.
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+        return interrupted
+
+    def _store_view(self, policy: CachePolicy) -> _StoreView | None:
+        if policy not in ("use", "refresh", "only"):
+            raise ValueError(f"cache={policy!r} is not one of use, refresh, only")
+        if self.cassette_mode != "off":
+            # A cassette is the notebook's whole truth: replay must reproduce what was recorded, failures included,
+            # and recording must capture every response, so neither is answered from (or mixed into) the store.
+            return None
+        store = self.profile_store()
+        if store is None:
+            return None
+        return _StoreView(
+            store,
+            project=store.fingerprint(self.api_key.reveal()),
+            endpoint=f"{self.endpoint.rstrip('/')}{API_PATH}",
+            max_age=self.max_age,
+            policy=policy,
+        )
+
+    def _outcome(
+        self, query: ProfileQuery, cancel: threading.Event, view: _StoreView | None, stats: _BatchStats
+    ) -> Outcome:
+        try:
+            return Outcome(query, profile=self._lookup(query, cancel, view=view, stats=stats))
         except exc.ProfileError as error:
             # A batch keeps its failures as long as its result lives: their frames would keep each response too.
             return Outcome(query, error=error.with_traceback(None))
         except Cancelled:
             return Outcome(query, error=_not_fetched(query))
 
-    def _lookup(self, query: ProfileQuery, cancel: threading.Event | None) -> Profile:
+    def _lookup(
+        self, query: ProfileQuery, cancel: threading.Event | None, *, view: _StoreView | None, stats: _BatchStats
+    ) -> Profile:
         self._check_settings()
-        payloads = [self._request_with_retries(params, cancel) for params in query.requests]
+        # A props + comps query whose first request was stored before an interrupt sends only the second.
+        stored = view.lookup(_request_keys([query]).values()) if view is not None and len(query.requests) > 1 else {}
+        payloads = [self._stored_or_sent(params, cancel, view, stats, stored) for params in query.requests]
         profile = _validated(query, payloads, self.api_key)
         # The raw bodies must not be a local of a frame the failure's traceback holds (%xmode Verbose prints them).
         del payloads
         if isinstance(profile, exc.MalformedResponse):
             raise profile
         return profile
+
+    def _stored_or_sent(
+        self,
+        params: tuple[tuple[str, str], ...],
+        cancel: threading.Event | None,
+        view: _StoreView | None,
+        stats: _BatchStats,
+        stored: Mapping[str, StoredAnswer],
+    ) -> Any:
+        """One request's JSON: from ``stored``, else sent (with retries) and written to the store as it arrives."""
+        if stored:
+            from ._store import params_key
+
+            answer = stored.get(params_key(params))
+            if answer is not None and answer.kind == "ok":
+                try:
+                    return json.loads(answer.body)
+                except ValueError:
+                    pass
+        try:
+            answer_ = self._request_with_retries(params, cancel, stats)
+        except exc.UnknownUser as error:
+            # Permanent for this user: stored too, so a repeated cell costs nothing. Transient failures never are.
+            if view is not None:
+                view.put(params, kind="unknown_user", status=error.status or 0, body=error.api_message or "")
+            raise
+        if view is not None:
+            # Redacted like a cassette: a proxy that echoes the request's headers must not put the key on disk.
+            view.put(params, kind="ok", status=200, body=redact(answer_.text, self.api_key.reveal()))
+        return answer_.payload
 
     def _check_settings(self) -> None:
         if self.region == "eu":
@@ -402,7 +757,9 @@ class ProfileClient(Configurable):
                 "HTTP header: set the key again without it."
             )
 
-    def _request_with_retries(self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None) -> Any:
+    def _request_with_retries(
+        self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None, stats: _BatchStats
+    ) -> _Answer:
         import tenacity
 
         budget = self._budget()
@@ -412,7 +769,7 @@ class ProfileClient(Configurable):
             wait=self._backoff,
             retry=tenacity.retry_if_exception(lambda error: isinstance(error, exc.ProfileError) and error.retryable),
             sleep=lambda seconds: sleep(seconds, cancel),
-            before_sleep=lambda state: self._before_retry(state, budget, grant[0]),
+            before_sleep=lambda state: self._before_retry(state, stats, budget, grant[0]),
             reraise=True,
         )
         # Open the connection pool before taking a pacing slot: building it after would delay this send and bunch it
@@ -457,9 +814,12 @@ class ProfileClient(Configurable):
         ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
         return random.uniform(0, ceiling)
 
-    def _before_retry(self, state: tenacity.RetryCallState, budget: Budget, grant: Grant | None) -> None:
+    def _before_retry(
+        self, state: tenacity.RetryCallState, stats: _BatchStats, budget: Budget, grant: Grant | None
+    ) -> None:
         error = state.outcome.exception() if state.outcome else None
         seconds = state.next_action.sleep if state.next_action else 0.0
+        stats.retried(error)
         if isinstance(error, exc.Throttled):
             # Throttling is organisation-wide: hold every request counted against this budget, not just this one.
             budget.throttled(seconds, grant, self.adaptive_pacing)
@@ -506,8 +866,8 @@ class ProfileClient(Configurable):
         request.headers["Authorization"] = f"Api-Key {self.api_key.reveal()}"
         return request
 
-    def _send(self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None = None) -> Any:
-        """Send one request and return its JSON body; the one place where foreign errors become ours.
+    def _send(self, params: tuple[tuple[str, str], ...], cancel: threading.Event | None = None) -> _Answer:
+        """Send one request; return its JSON body, parsed and as received. The one place foreign errors become ours.
 
         The request gets ``timeout`` seconds in all, and its body at most MAX_BODY_BYTES. Every error leaves without
         a cause or context: httpx's and httpcore's frames hold the request and its key.
@@ -545,7 +905,7 @@ class ProfileClient(Configurable):
             raise failure
         log.debug("GET %s -> %d in %.3fs", response.url, response.status_code, time.monotonic() - started)
         try:
-            return _payload(response, self.api_key)
+            return _Answer(_payload(response, self.api_key), response.text)
         except exc.ProfileError as error:
             failure = _bare(error)
         raise failure
@@ -663,7 +1023,7 @@ def _raise_failure(response: httpx.Response, where: str, message: str, shown: st
     """Raise the error an answer stands for; ``message`` is what its body says (classified), ``shown`` the quote."""
     status = response.status_code
     if UNKNOWN_USER_TEXT in message:
-        raise exc.UnknownUser(f"{where}: {UNKNOWN_USER_TEXT}.", status=status, api_message=UNKNOWN_USER_TEXT)
+        raise _unknown_user(status)
     if status == 429 or THROTTLED_TEXT in message:
         retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
         raise exc.Throttled(

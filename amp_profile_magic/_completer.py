@@ -25,6 +25,8 @@ _LINE = re.compile(r"^\s*(?:[\w.]+\s*=\s*)?(?P<magic>%ampprofile_form|%ampprofil
 _CELL = re.compile(r"^(?P<magic>%%ampprofile)\s(?P<rest>.*)$")
 _VARIABLE_OPTIONS = ("--users", "--devices")
 _NAME_OPTIONS = ("-o", "--out")
+# How the local store answers, and the dry run (as in _grammar.FLAGS, not imported: completion stays light).
+_FLAGS = ("--refresh", "--store-only", "--dry-run")
 
 
 def matcher_for(shell: Any) -> Any:
@@ -98,6 +100,7 @@ def _keywords(magic: str) -> Iterator[tuple[str, str]]:
     if magic == "%ampprofile":
         yield from ((option, "option") for option in _VARIABLE_OPTIONS)
     yield from ((option, "option") for option in _NAME_OPTIONS)
+    yield from ((flag, "option") for flag in _FLAGS)
 
 
 def _choices(keyword: str, value: str) -> Iterator[SimpleCompletion]:

@@ -23,7 +23,8 @@ The hierarchy::
     │   ├── RequestTimeout           *
     │   └── ConnectionFailed         *
     │       └── ProxyFailed          (the proxy the environment names failed the connection) *
-    └── NotFetched                   (a batch was interrupted before this user was sent)
+    ├── NotFetched                   (a batch was interrupted before this user was sent)
+    └── NotStored                    (a store-only lookup found no fresh stored answer; nothing was sent)
 
 Classes marked * are retried with backoff (ProxyFailed not on 407). Every message says what happened and what to do,
 and none carries the secret key: messages are built from statuses, bodies and URLs, never from request headers. No
@@ -45,6 +46,7 @@ __all__ = [
     "MissingAuthHeader",
     "MissingKey",
     "NotFetched",
+    "NotStored",
     "PlainHttpRedirect",
     "ProfileError",
     "ProxyFailed",
@@ -273,3 +275,9 @@ class NotFetched(ProfileError):
 
     kind = "not_fetched"
     hint = "Run the batch again for the missing users."
+
+
+class NotStored(ProfileError):
+    """A store-only lookup found no fresh answer for this user in the local store, so nothing was sent."""
+
+    kind = "not_stored"

@@ -9,6 +9,11 @@ extension into that one JSON file, keeping every other setting and extension in 
     $ amp-profile-magic enable --sys-prefix  # every user of this environment
     $ amp-profile-magic status
     $ amp-profile-magic disable
+
+It also shows and clears the local profile store (``$AMPLITUDE_PROFILE_STORE``, else the cache directory)::
+
+    $ amp-profile-magic store                          # where, size, answers, oldest and newest fetch times
+    $ amp-profile-magic store clear [--older-than 7d]
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["config_file", "disable", "enable", "main", "status"]
+__all__ = ["config_file", "disable", "enable", "main", "status", "store_command"]
 
 EXTENSION = "amp_profile_magic"
 CONFIG_NAME = "ipython_kernel_config.json"
@@ -206,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="amp-profile-magic",
         description="Load the %ampprofile magics in every new IPython kernel (no %load_ext needed), or stop.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{enable,disable,status}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{enable,disable,status,store}")
     for name, text in (
         ("enable", "add amp_profile_magic to the kernels' extensions"),
         ("disable", "remove amp_profile_magic from the kernels' extensions"),
@@ -229,7 +234,38 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(scope="user")
     commands.add_parser("status", help="show where the extension is enabled and whether new kernels load it")
+    store = commands.add_parser(
+        "store",
+        help="show or clear the local profile store",
+        description="Show or clear the local profile store ($AMPLITUDE_PROFILE_STORE, else the user cache directory).",
+    )
+    store.add_argument("action", nargs="?", choices=("info", "clear"), default="info")
+    store.add_argument("--older-than", metavar="AGE", help="with clear: only answers older than AGE (7d, 12h, 30m)")
+    store.add_argument("--path", metavar="DIR", help="the store's directory (default: as the kernels find it)")
     return parser
+
+
+def store_command(action: str, *, older_than: str | None, path: str | None) -> int:
+    """``amp-profile-magic store [info|clear]``: the same as ``%ampprofile_store``, from a shell."""
+    from ._store import StoreUnavailable, clear_store, parse_age, store_directory, store_info
+
+    directory = store_directory(path if path is not None else os.environ.get("AMPLITUDE_PROFILE_STORE", ""))
+    if directory is None:
+        print("The local profile store is off (AMPLITUDE_PROFILE_STORE=off).")
+        return 0
+    if action == "info":
+        if older_than is not None:
+            print("amp-profile-magic: --older-than goes with clear.", file=sys.stderr)
+            return 2
+        print(store_info(directory).describe())
+        return 0
+    try:
+        age = None if older_than is None else parse_age(older_than)
+        print(clear_store(directory, older_than=age))
+    except (ValueError, StoreUnavailable) as error:
+        print(f"amp-profile-magic: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "status":
         return status()
+    if arguments.command == "store":
+        return store_command(arguments.action, older_than=arguments.older_than, path=arguments.path)
     path = config_file(arguments.scope)
     try:
         changed = enable(path) if arguments.command == "enable" else disable(path)

@@ -21,6 +21,8 @@ __all__ = ["GrammarError", "Identity", "Invocation", "parse_body", "parse_ids", 
 
 IDENTITY_KEYS = ("user", "device")
 OPTIONS = ("-o", "--out", "--users", "--devices")
+#: Options without a value: how the local store is used, and a dry run that sends nothing.
+FLAGS = ("--refresh", "--store-only", "--dry-run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,9 @@ class Invocation:
     users_expr: str | None = None
     devices_expr: str | None = None
     out: str | None = None
+    #: How the local store answers: "use" (fresh answers), "refresh" (ignore them) or "only" (send nothing).
+    cache: str = "use"
+    dry_run: bool = False
     tokens: tuple[str, ...] = field(default=(), repr=False)
 
     def query(self, identity: Identity) -> ProfileQuery:
@@ -64,6 +69,7 @@ class _Tokens:
     identity: dict[str, str] = field(default_factory=dict)
     per_section: dict[str, dict[str, str | None]] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    flags: set[str] = field(default_factory=set)
     texts: list[str] = field(default_factory=list)
 
 
@@ -114,8 +120,16 @@ def _python_source(value: Word) -> str:
 def _read_option(word: Word, rest: list[Word], found: _Tokens, evaluate: Evaluate | None) -> None:
     split = word.split_key()
     name, value = split if split is not None else (word.text, None)
+    if name in FLAGS and word.is_plain:
+        if split is not None:
+            raise GrammarError(f"{name} takes no value")
+        if name in found.flags:
+            raise GrammarError(f"{name} given twice")
+        found.flags.add(name)
+        found.texts.append(name)
+        return
     if name not in OPTIONS or (split is None and not word.is_plain):
-        raise GrammarError(f"unknown option {word.source!r}{_suggest(name, OPTIONS)}")
+        raise GrammarError(f"unknown option {word.source!r}{_suggest(name, (*OPTIONS, *FLAGS))}")
     if value is None:
         if not rest:
             raise GrammarError(f"{name} needs a value, e.g. {name} NAME")
@@ -171,7 +185,7 @@ def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool,
             text = None if value is None else _section_value(key, value, evaluate)
             found.per_section.setdefault(owner[key].name, {})[key] = text
         else:
-            raise _unknown(word, key, previous, (*IDENTITY_KEYS, *owner, *OPTIONS))
+            raise _unknown(word, key, previous, (*IDENTITY_KEYS, *owner, *OPTIONS, *FLAGS))
         found.texts.append(key if text is None else f"{key}={text}")
         previous = None if text is None or value is None or not value.is_plain else (key, text)
     return found
@@ -221,6 +235,9 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
         raise GrammarError("give either user=/device= or --users/--devices, not both")
     if not cell and not found.identity and not (users_expr or devices_expr):
         raise GrammarError("who to look up? add user=ID, device=ID, or --users VARIABLE")
+    if {"--refresh", "--store-only"} <= found.flags:
+        raise GrammarError("--refresh fetches again and --store-only sends nothing: give one of them")
+    cache = "refresh" if "--refresh" in found.flags else "only" if "--store-only" in found.flags else "use"
     identity = found.identity
     invocation = Invocation(
         sections=chosen,
@@ -229,6 +246,8 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
         users_expr=users_expr,
         devices_expr=devices_expr,
         out=out,
+        cache=cache,
+        dry_run="--dry-run" in found.flags,
         tokens=tuple(found.texts),
     )
     # Validate now, before anything is sent: the identity if given, else the section fields alone.

@@ -118,6 +118,14 @@ class AmpProfileMagics(Magics):
                                  paced under ProfileClient.requests_per_minute.
           -o NAME, --out NAME    bind the result to NAME and show a one-line summary instead of the table
 
+        The local store (on by default; ``%ampprofile_store`` shows it) keeps every answer, so re-running a cell,
+        or a batch cut short by an interrupt, a crash or a kernel restart, sends only what is missing:
+
+          --refresh              ignore stored answers and fetch again (what comes back is stored)
+          --store-only           answer only from the store and send nothing; missing users fail as not_stored
+          --dry-run              send nothing: print how many requests the cell would send after the store,
+                                 how long that takes at the configured rate, and the first request as curl
+
         Results: one section gives a DataFrame; several give a mapping of section name to DataFrame (``res.recs``).
         Every frame has ``user_id`` and ``device_id`` columns. A batch never drops a user: failures are in
         ``df.attrs["failures"]`` (one section) or ``res.failures`` (several), with a one-line summary inline; an
@@ -171,7 +179,7 @@ class AmpProfileMagics(Magics):
              ...: device=ffff-ffff-ffff-ffff
              ...: # comments and blank lines are skipped
 
-        Settings: ``%config ProfileClient`` (endpoint, key, timeout, retries, pacing) and
+        Settings: ``%config ProfileClient`` (endpoint, key, timeout, retries, pacing, store, max_age) and
         ``%config AmpProfileMagics``; also ``ipython_config.py`` and the AMPLITUDE_SECRET_KEY and
         AMPLITUDE_PROFILE_URL environment variables. Pacing counts requests_per_minute against one budget
         shared by every kernel of this user on this machine (ProfileClient.rate_limiter or
@@ -276,6 +284,49 @@ class AmpProfileMagics(Magics):
         print(messages[mode])
 
     @line_magic
+    def ampprofile_store(self, line: str) -> None:
+        """Show or clear the local profile store, which keeps every API answer for re-runs and resumed batches.
+
+        The store is a SQLite file in your cache directory (``ProfileClient.store`` or AMPLITUDE_PROFILE_STORE
+        move it; ``off`` disables it). It holds personal data: the profiles you looked up. Stored answers are
+        reused for ``ProfileClient.max_age`` seconds (one day by default)::
+
+          In [1]: %ampprofile_store                      # where it is, its size, its answers, oldest and newest
+          In [2]: %ampprofile_store clear                # delete every stored answer
+          In [3]: %ampprofile_store clear --older-than 7d   # only those fetched more than 7 days ago (d, h, m, s)
+
+        The same from a shell: ``amp-profile-magic store [info | clear [--older-than 7d]]``.
+        """
+        import shlex
+
+        from amp_profile_magic._store import StoreUnavailable, parse_age
+
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            raise UsageError(f"%ampprofile_store: {error}") from None
+        if words in ([], ["info"]):
+            print(self.client.store_info())
+            return
+        if words[0] != "clear":
+            raise UsageError(f"%ampprofile_store: unknown command {words[0]!r} (info, or clear [--older-than AGE])")
+        older_than = None
+        rest = words[1:]
+        if rest:
+            if rest[0].startswith("--older-than="):
+                rest = ["--older-than", rest[0].partition("=")[2], *rest[1:]]
+            if rest[0] != "--older-than" or len(rest) != 2:
+                raise UsageError("%ampprofile_store: expected clear [--older-than AGE], e.g. clear --older-than 7d")
+            try:
+                older_than = parse_age(rest[1])
+            except ValueError as error:
+                raise UsageError(f"%ampprofile_store: --older-than {error}") from None
+        try:
+            print(self.client.clear_store(older_than=older_than))
+        except StoreUnavailable as error:
+            raise UsageError(f"%ampprofile_store: {error}") from None
+
+    @line_magic
     @no_var_expand  # the form's arguments follow %ampprofile's expansion rules, applied by _parse
     def ampprofile_form(self, line: str) -> Any:
         """Explore a profile with a form: pick who and which sections, press Fetch, see the tables.
@@ -325,7 +376,12 @@ class AmpProfileMagics(Magics):
 
         queries = [self._checked(lambda identity=identity: invocation.query(identity)) for identity in identities]
         on_outcome, on_wait = self._progress(len(set(queries)))
-        batch = self.client.lookup_many(queries, on_outcome=on_outcome, on_wait=on_wait)
+        batch = self.client.lookup_many(
+            queries,
+            on_outcome=on_outcome,
+            on_wait=on_wait,
+            cache=invocation.cache,  # type: ignore[arg-type]  # the grammar only makes the three policies
+        )
         self._raise_if_wholly_failed(batch, single=len(identities) == 1)
         result = build_result(invocation.sections, batch, max_rows=self.display_max_rows)
         return result, batch
@@ -415,6 +471,18 @@ class AmpProfileMagics(Magics):
     def _run(self, invocation: Invocation, identities: list[Identity], *, single: bool) -> Any:
         from IPython.display import display
 
+        if invocation.dry_run:
+            queries = [self._checked(lambda identity=identity: invocation.query(identity)) for identity in identities]
+            try:
+                plan = self.client.plan(queries, cache=invocation.cache)  # type: ignore[arg-type]
+            except exc.ProfileError as error:
+                display_error(error)
+                if self.raise_errors:
+                    raise CellFailed(error) from None
+                return None
+            print(plan.describe())
+            return None
+
         try:
             result, batch = self.fetch(invocation, identities)
         except exc.ProfileError as error:
@@ -493,7 +561,7 @@ def unload(shell: Any) -> None:
         ]
     manager = shell.magics_manager
     for kind, names in (
-        ("line", ("ampprofile", "ampprofile_emulator", "ampprofile_cassette", "ampprofile_form")),
+        ("line", ("ampprofile", "ampprofile_emulator", "ampprofile_cassette", "ampprofile_form", "ampprofile_store")),
         ("cell", ("ampprofile",)),
     ):
         for name in names:

@@ -47,22 +47,52 @@ def failures_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def summary_line(batch: BatchResult) -> str:
-    """``998 profiles, 2 failed: unknown_user ×2 · paced down to 240/min after 3 throttles`` — one line accounting
-    for every input, and for adaptive pacing when it lowered the rate."""
+def summary_line(batch: BatchResult, *, now: float | None = None) -> str:
+    """One line accounting for every input, each part shown only when non-zero::
+
+    3,000 profiles (1,200 from the local store, 0–35 min old; 1,800 fetched) · 2 failed: unknown_user ×2
+    · 186 retries (4 throttled) · paced down to 480/min after 4 throttles
+    """
+    import time
+
     total = len(batch)
     failed = batch.failures
     ok = total - len(failed)
     noun = "profile" if ok == 1 else "profiles"
-    paced = batch.pacing.describe()
-    pacing = f" · {paced}" if paced else ""
     if batch.interrupted:
-        return f"Interrupted: {ok} of {total} fetched, {batch.missing} missing (kept what finished).{pacing}"
-    if not failed:
-        return f"{ok} {noun}{pacing}"
-    kinds = Counter(outcome.error.kind for outcome in failed if outcome.error is not None)
-    detail = ", ".join(f"{kind} ×{count}" for kind, count in kinds.most_common())
-    return f"{ok} {noun}, {len(failed)} failed: {detail}{pacing}"
+        parts = [f"Interrupted: {ok:,} of {total:,} fetched, {batch.missing:,} missing (kept what finished)."]
+    else:
+        parts = [f"{ok:,} {noun}{_sources(batch, time.time() if now is None else now)}"]
+        if failed:
+            kinds = Counter(outcome.error.kind for outcome in failed if outcome.error is not None)
+            detail = ", ".join(f"{kind} ×{count:,}" for kind, count in kinds.most_common())
+            parts.append(f"{len(failed):,} failed: {detail}")
+    if batch.retries:
+        throttled = f" ({batch.throttled:,} throttled)" if batch.throttled else ""
+        parts.append(f"{batch.retries:,} {'retry' if batch.retries == 1 else 'retries'}{throttled}")
+    paced = batch.pacing.describe()
+    if paced:
+        parts.append(paced)
+    return " · ".join(parts)
+
+
+def _sources(batch: BatchResult, now: float) -> str:
+    """`` (1,200 from the local store, 0–35 min old; 1,800 fetched)``, or nothing when the store answered none."""
+    from amp_profile_magic._store import format_age
+
+    stored = batch.from_store
+    if not stored:
+        return ""
+    ages = sorted(now - outcome.stored_at for outcome in stored if outcome.stored_at is not None)
+    low, high = format_age(ages[0]), format_age(ages[-1])
+    if low == high:
+        age = f"{low} old"
+    elif low.split()[-1] == high.split()[-1]:
+        age = f"{low.split()[0]}–{high} old"
+    else:
+        age = f"{low}–{high} old"
+    fetched = len(batch.fetched)
+    return f" ({len(stored):,} from the local store, {age}" + (f"; {fetched:,} fetched)" if fetched else ")")
 
 
 class ProfileResult(Mapping[str, "pd.DataFrame"]):

@@ -103,8 +103,10 @@ def magic_shell(emulator: EmulatorProcess, **client_settings: Any) -> tuple[Any,
     """A real IPython InteractiveShell with the extension loaded and pointed at ``emulator``; returns (shell, magics).
 
     ``client_settings`` are ``ProfileClient`` traits (``max_concurrency=16`` …); ``rate_limiter`` is ``kernel``
-    unless given. The progress bar is off: it would measure tqdm, not the client.
+    unless given. The progress bar is off: it would measure tqdm, not the client. The local store is off unless
+    ``store=`` says otherwise: the figures measure the network path (figure 7 measures the store).
     """
+    client_settings.setdefault("store", "off")
     from IPython.core.interactiveshell import InteractiveShell
 
     from amp_profile_magic._pacing import kernel_pacer

@@ -1,4 +1,4 @@
-"""Figures 7-9: the shared request budget (rate_limiter) across processes, beside other traffic, and its cost.
+"""Figures 8-10: the shared request budget (rate_limiter) across processes, beside other traffic, and its cost.
 
 7. **Sharing at the limit.** Three client processes, each with its own users, start together against one emulator
    process whose rolling-window limit equals the shared budget. Combined elapsed (first start to last finish) ÷
@@ -10,7 +10,7 @@
 9. **Cost per request** of each backend: the time of one pacing acquisition (reserve and claim) when the rate never
    binds, in one thread, for ``kernel``, the default SQLite file and Redis on loopback.
 
-Figures 7 and 8 count the limit over a shorter rolling window than the API's minute, at the same rate
+Figures 8 and 9 count the limit over a shorter rolling window than the API's minute, at the same rate
 (``--rate-limit-window``), so the window fills several times within seconds; the README's figure list says which.
 """
 
@@ -116,7 +116,7 @@ def _three(emulator: EmulatorProcess, users: list[str], limit: int, env: dict[st
     return {"elapsed": elapsed, "failed": sum(r["failed"] for r in reports), "stats": emulator.stats()}
 
 
-def figure_7(*, quick: bool) -> list[Row]:
+def figure_8(*, quick: bool) -> list[Row]:
     """Three processes × N users sharing one budget at the limit, per backend, with kernel pacing beside them."""
     # The API's own limit: 600/minute, a 100 ms interval between sends across the three processes.
     limit, window = (600, 6.0) if quick else (600, 10.0)
@@ -144,13 +144,13 @@ def figure_7(*, quick: bool) -> list[Row]:
     for name in ("default (SQLite)", "redis"):
         result = runs[name]
         if result is None:
-            rows.append(Row(f"7 sharing at the limit, {name}", "n/a: redis-server not installed", "-", None))
+            rows.append(Row(f"8 sharing at the limit, {name}", "n/a: redis-server not installed", "-", None))
             continue
         ratio = result["elapsed"] / ideal
         throttled = int(result["stats"]["throttled"])
         rows.append(
             Row(
-                figure=f"7 sharing at the limit, {name}",
+                figure=f"8 sharing at the limit, {name}",
                 measured=f"{ratio:.3f} ({result['elapsed']:.2f} s vs ideal {ideal:.2f} s); {throttled} throttled, "
                 f"{result['failed']} failed; {beside}",
                 target=f"≤ {SHARE_TARGET:.2f}, 0 throttled",
@@ -196,7 +196,7 @@ class _OtherTraffic:
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
 
 
-def figure_8(*, quick: bool) -> list[Row]:
+def figure_9(*, quick: bool) -> list[Row]:
     """Half the limit taken by other traffic: the client's throttled share and its use of what is left."""
     from amp_profile_magic import ProfileClient, ProfileQuery
 
@@ -233,7 +233,7 @@ def figure_8(*, quick: bool) -> list[Row]:
     use = used / left
     return [
         Row(
-            figure="8 beside other traffic (half the limit)",
+            figure="9 beside other traffic (half the limit)",
             measured=f"{share:.2%} of {mine} requests throttled; used {use:.2f} of what was left "
             f"({used:,.0f}/min of {left:,.0f}/min); {batch.pacing.describe() or 'never paced down'}; "
             f"{len(batch.failures)} failed",
@@ -263,7 +263,7 @@ def _acquire_cost(rate_limiter: str, count: int) -> float:
     return statistics.median(samples) * 1e6
 
 
-def figure_9(*, quick: bool) -> list[Row]:
+def figure_10(*, quick: bool) -> list[Row]:
     """Each backend's cost per request."""
     count = 500 if quick else 3000
     with tempfile.TemporaryDirectory() as cache, redis_server() as redis_url:
@@ -276,7 +276,7 @@ def figure_9(*, quick: bool) -> list[Row]:
     measured = ", ".join(f"{name} {cost:,.0f} µs" for name, cost in costs.items())
     return [
         Row(
-            figure="9 budget cost per request",
+            figure="10 budget cost per request",
             measured=measured + ("" if "redis" in costs else ", redis n/a (not installed)"),
             target=f"< {COST_TARGET_US:,.0f} µs (1% of the API's 100 ms interval)",
             met=all(cost < COST_TARGET_US for cost in costs.values()),
@@ -288,5 +288,5 @@ def figure_9(*, quick: bool) -> list[Row]:
 
 
 def run(*, quick: bool) -> list[Row]:
-    """Figures 7-9."""
+    """Figures 8-10."""
     return [*figure_7(quick=quick), *figure_8(quick=quick), *figure_9(quick=quick)]

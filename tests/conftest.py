@@ -17,6 +17,23 @@ from amp_profile_magic.sections import _registry
 #: A key that must never appear in any output; tests that configure a real-looking key use this one.
 CANARY_KEY = "canary-7f3c9d2e-SECRET-do-not-print-4b1a"
 
+# The session-wide throw-away XDG_CACHE_HOME (which nbval's kernels inherit) is set by the repository's top-level
+# conftest.py; tests get one directory each from the fixture below.
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test has a cache directory of its own, so a stored answer never leaks from one test into another."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("AMPLITUDE_PROFILE_STORE", raising=False)
+    yield cache
+    import sys
+
+    store = sys.modules.get("amp_profile_magic._store")
+    if store is not None:
+        store.forget_all()
+
 
 @pytest.fixture
 def closed_url() -> str:
@@ -64,8 +81,9 @@ def _reset_global_state(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def client(emulator: Emulator) -> Iterator[ProfileClient]:
-    """A client pointed at the emulator with fast retries and pacing that never binds."""
+    """A client pointed at the emulator with fast retries, pacing that never binds, and no local store."""
     profile_client = ProfileClient(
+        store="off",  # its tests count requests; tests/store/ covers the store
         endpoint=emulator.url,
         api_key=emulator.api_key,
         timeout=2.0,

@@ -38,7 +38,7 @@ def test_replayed_frames_equal_the_recorded_frames(
     result, _, _ = run(shell, f"recorded = %ampprofile --users ids {SECTIONS}")
     assert result.success
     recorded = shell.user_ns["recorded"]
-    assert recorded.summary == "3 profiles, 1 failed: unknown_user ×1"
+    assert recorded.summary == "3 profiles · 1 failed: unknown_user ×1"
 
     client = magics_of(shell).client
     client.endpoint = closed_url

@@ -17,8 +17,11 @@ from amp_profile_magic import ProfileClient, ProfileError
 from amp_profile_magic.emulator import Emulator
 from tests.conftest import CANARY_KEY
 
-#: Settings that make retries fast and pacing never bind, unless a test overrides them.
+#: Settings that make retries fast and pacing never bind, unless a test overrides them. These tests count the
+#: requests that reach the emulator, so the local store (which would answer repeated lookups) is off;
+#: tests/store/ covers it.
 FAST = {
+    "store": "off",
     "timeout": 2.0,
     "max_retries": 2,
     "backoff_initial": 0.01,

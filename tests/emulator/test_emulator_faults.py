@@ -100,7 +100,9 @@ def test_slow_fault_still_answers_correctly(make_emulator: MakeEmulator) -> None
 
 def test_latency_delays_every_request_and_overlaps(make_emulator: MakeEmulator) -> None:
     """latency delays each request, but concurrent requests wait together rather than in a queue."""
-    emu, _ = make_emulator(faults=Faults(latency=0.3, jitter=0.05))
+    # A long latency beside a wide bound: six sequential waits (6 s) and six overlapped ones (1 s) stay apart
+    # even when a loaded machine adds a second of client start-up and scheduling.
+    emu, _ = make_emulator(faults=Faults(latency=1.0, jitter=0.05))
     headers = {"Authorization": f"Api-Key {emu.api_key}"}
 
     def fetch(_: int) -> int:
@@ -111,7 +113,7 @@ def test_latency_delays_every_request_and_overlaps(make_emulator: MakeEmulator) 
         statuses = list(pool.map(fetch, range(6)))
     elapsed = time.monotonic() - started
     assert statuses == [200] * 6
-    assert 0.3 <= elapsed < 1.2  # six sequential waits would take at least 1.8 s
+    assert 1.0 <= elapsed < 3.0  # six sequential waits would take at least 6 s
 
 
 def test_fault_rates_are_roughly_honoured(make_emulator: MakeEmulator) -> None:

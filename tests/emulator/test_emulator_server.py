@@ -111,7 +111,7 @@ def test_each_response_is_written_at_once(emulator: Emulator) -> None:
 
 
 def test_keep_alive_throughput_sanity(client: httpx.Client) -> None:
-    """One keep-alive client gets well over 200 sequential answers per second (no Nagle stalls)."""
+    """One keep-alive client gets well over 60 sequential answers per second (no Nagle stalls)."""
     path = "/v1/userprofile?user_id=12345&get_recs=true&rec_id=testRecId"
     for _ in range(20):
         client.get(path)
@@ -120,4 +120,6 @@ def test_keep_alive_throughput_sanity(client: httpx.Client) -> None:
     for _ in range(n):
         assert client.get(path).status_code == 200
     rate = n / (time.perf_counter() - started)
-    assert rate > 200, f"{rate:.0f} req/s"
+    # A Nagle/delayed-ACK stall costs 40 ms a request (at most 25/s); 60/s still tells that apart on a loaded
+    # machine, where a quiet one does over 1,000/s.
+    assert rate > 60, f"{rate:.0f} req/s"

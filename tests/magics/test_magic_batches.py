@@ -55,8 +55,8 @@ def test_cell_body_lines_one_section_gives_frame_with_failures(shell: Any, run: 
             "message": "HTTP 400 from the Profile API: User id and device id not seen before.",
         }
     ]
-    assert frame.attrs["summary"] == "4 profiles, 1 failed: unknown_user ×1"
-    assert "4 profiles, 1 failed: unknown_user ×1" in done.texts()
+    assert frame.attrs["summary"] == "4 profiles · 1 failed: unknown_user ×1"
+    assert "4 profiles · 1 failed: unknown_user ×1" in done.texts()
     # The device-only input is answered as the documented example user, whose device it is.
     assert set(frame["user_id"]) == {"12345", "user-00001", "user-00002"}
     assert list(frame.loc[frame["user_id"] == "12345", "cohort_id"]) == ["cohort1", "cohort3", "cohort7"] * 2
@@ -68,7 +68,7 @@ def test_cell_several_sections_give_profile_result_with_failures_frame(run: Any)
     assert done.result.success, done.everything
     assert done.result.result is None  # bound with -o: nothing goes to Out
     shown = done.texts()
-    assert shown[0] == "2 profiles, 2 failed: unknown_user ×2"
+    assert shown[0] == "2 profiles · 2 failed: unknown_user ×2"
     assert shown[1].startswith("batch = ProfileResult (props 2×")
 
 
@@ -122,7 +122,7 @@ def test_all_unknown_users_still_returns_an_accounted_empty_result(run: Any) -> 
     assert list(frame.columns) == ["user_id", "device_id", "cohort_id"]
     assert frame.empty
     assert [failure["user_id"] for failure in frame.attrs["failures"]] == ["nobody", "ghost"]
-    assert "0 profiles, 2 failed: unknown_user ×2" in done.texts()
+    assert "0 profiles · 2 failed: unknown_user ×2" in done.texts()
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,7 @@ def test_batch_with_some_server_errors_keeps_the_rest(run: Any, magics: Any, emu
     assert set(frame["user_id"]) | set(failed) == set(ids)
     assert not set(frame["user_id"]) & set(failed)
     ok = len(ids) - len(failed)
-    assert f"{ok} profiles, {len(failed)} failed: server_error ×{len(failed)}" in done.texts()
+    assert f"{ok} profiles · {len(failed)} failed: server_error ×{len(failed)}" in done.texts()
 
 
 def test_run_line_magic_raises_cell_failed(shell: Any, emulator: Emulator) -> None:

@@ -122,7 +122,8 @@ def test_numbers_from_variables_are_exact_integers(shell: Any, emulator: Emulato
     """An int (also numpy's) or a whole float below 2**53 in {…} sends its digits."""
     shell.user_ns.update(i=12345, j=np.int64(12345), k=12345.0)
     for name in "ijk":
-        shell.run_line_magic("ampprofile", f"user={{{name}}} cohorts")
+        # --refresh: each lookup must reach the emulator, not the local store's answer to the first.
+        shell.run_line_magic("ampprofile", f"user={{{name}}} cohorts --refresh")
     assert user_ids(emulator) == ["12345", "12345", "12345"]
 
 

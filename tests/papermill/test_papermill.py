@@ -70,7 +70,7 @@ def test_batch_analysis_takes_its_parameters_from_another_directory(tmp_path: Pa
     assert "n_users = 20" in injected.source
     assert texts(cell_after(notebook, "import pandas as pd")) == ["21"]
     batch_cell = cell_after(notebook, "batch = %ampprofile --users users")
-    assert texts(batch_cell)[0] == "20 profiles, 1 failed: unknown_user ×1"
+    assert texts(batch_cell)[0] == "20 profiles · 1 failed: unknown_user ×1"
     assert "no-one" in texts(cell_after(notebook, "batch.failures"))[0]
 
 

@@ -59,6 +59,6 @@ def test_faulty_batch_accounts_for_every_user_once(shell: Any, faulty_emulator: 
 
     # The summary shown inline says the same.
     shown = captured.stdout + "".join(str(output.data) for output in captured.outputs)
-    assert f"{len(ok_users)} profiles" in shown
+    assert f"{len(ok_users):,} profiles" in shown
     if failed_users:
-        assert f"{len(failed_users)} failed" in shown
+        assert f"{len(failed_users):,} failed" in shown

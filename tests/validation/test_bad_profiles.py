@@ -115,7 +115,7 @@ def test_one_bad_value_fails_only_its_user_in_a_200_user_batch(
     assert f"{FIELDS[case]} " in failure["message"]
     assert reason in failure["message"]
     assert list(res.props["user_id"]) == [user for user in BATCH if user != BAD]
-    assert "199 profiles, 1 failed: malformed_response ×1" in done.texts()
+    assert "199 profiles · 1 failed: malformed_response ×1" in done.texts()
 
 
 def test_json_nested_100000_deep_fails_only_its_user(run: Any, api_shell: Any, scripted_api: ScriptedApi) -> None:

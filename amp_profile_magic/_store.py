@@ -1,0 +1,552 @@
+"""The local profile store: every answer the API gave, kept on disk so a re-run or a resumed batch costs nothing.
+
+One SQLite file (stdlib ``sqlite3``, WAL mode) in the user's cache directory. Each row is one request's answer,
+keyed by the endpoint, the request's exact query (sorted pairs) and a fingerprint of the project, with the body as
+received and its fetch time. The fingerprint is an HMAC of the secret key under a random salt kept in the file, so
+the file tells projects apart without holding, or letting anyone test guesses of, the key.
+
+Everything that can go wrong with a file (locked, full, damaged, read-only, on a network filesystem) turns the store
+off for the rest of the process with one warning: a batch never fails because of its cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DB_NAME",
+    "NETWORK_FILESYSTEMS",
+    "ProfileStore",
+    "StoreInfo",
+    "StoreUnavailable",
+    "StoredAnswer",
+    "clear_store",
+    "default_directory",
+    "filesystem_type",
+    "forget_all",
+    "forget_store",
+    "format_age",
+    "params_key",
+    "parse_age",
+    "remove_files",
+    "shared_store",
+    "store_directory",
+    "store_info",
+]
+
+log = logging.getLogger("amp_profile_magic")
+
+DB_NAME = "profiles.sqlite3"
+#: Filesystems where SQLite's locks (and WAL's shared memory) are not reliable across processes or hosts.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "sshfs", "lustre", "gpfs"}
+)
+#: Kinds of answer a row can hold: a profile, or the API's permanent "unknown user".
+KINDS = ("ok", "unknown_user")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (
+    project TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    params TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    fetched_at REAL NOT NULL,
+    PRIMARY KEY (project, endpoint, params)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS answers_by_age ON answers (fetched_at);
+"""
+#: Where Linux lists mounted filesystems (a module setting so tests can describe a network mount).
+MOUNTS = Path("/proc/mounts")
+#: Seconds a write waits for another process's lock before the store is given up for this process.
+BUSY_TIMEOUT = 5.0
+_WHERE = "project = ? AND endpoint = ? AND fetched_at >= ? AND params"
+_LOOKUP_CHUNK = 500  # SQLite's default limit on bound variables is 32,766; stay well under with room for the rest
+_EVICT_EVERY = 2_000  # writes between two size checks
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """One stored answer: ``kind`` is ``"ok"`` (``body`` is the JSON as received) or ``"unknown_user"``."""
+
+    kind: str
+    status: int
+    body: str
+    fetched_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What ``%ampprofile_store`` shows: where the store is, how big, how many answers, their fetch times."""
+
+    path: Path
+    size: int
+    entries: int
+    oldest: float | None
+    newest: float | None
+    projects: int
+    disabled: str | None = None
+
+    def describe(self, now: float | None = None) -> str:
+        """A few lines for people."""
+        now = time.time() if now is None else now
+        lines = [f"Local profile store: {self.path}"]
+        if self.disabled:
+            lines.append(f"  off: {self.disabled}")
+            return "\n".join(lines)
+        lines.append(f"  size: {_bytes(self.size)} on disk; {self.entries:,} answers from {self.projects} project(s)")
+        if self.oldest is not None and self.newest is not None:
+            lines.append(
+                f"  fetched: oldest {format_age(now - self.oldest)} ago ({_when(self.oldest)}), newest "
+                f"{format_age(now - self.newest)} ago ({_when(self.newest)})"
+            )
+        return "\n".join(lines)
+
+
+def params_key(params: Iterable[tuple[str, str]]) -> str:
+    """The exact query, pairs sorted: what a request is stored under (the cassette matches on the same pairs).
+
+    The ``repr`` of the sorted pairs rather than a URL query string: as exact and unambiguous (Python escapes
+    quotes and control characters the same way in every version), and C-fast, where urlencode (or json.dumps) was a
+    large share of a cached 100,000-user re-run.
+    """
+    return repr(tuple(sorted(params)))
+
+
+def default_directory() -> Path:
+    """The platform's cache directory for this package (``$XDG_CACHE_HOME/amp_profile_magic`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("amp_profile_magic", appauthor=False))
+
+
+def store_directory(setting: str) -> Path | None:
+    """The directory a ``ProfileClient.store`` setting names: ``""`` the default, ``"off"`` none, else a path."""
+    text = setting.strip()
+    if text.lower() == "off":
+        return None
+    if not text:
+        return default_directory()
+    return Path(text).expanduser().resolve()
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path`` (Linux: from /proc/mounts), or None where it cannot be told."""
+    try:
+        mounts = MOUNTS.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, kind = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def _make_private_directory(directory: Path) -> None:
+    """Create ``directory`` and any missing parent owner-only (0700); existing ones are left as they are."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another kernel made it first
+            candidate.mkdir(mode=0o700)
+            os.chmod(candidate, 0o700)  # mkdir's mode passes through the umask; say exactly what is meant
+
+
+def _existing_parent(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be used (why is in the message); the caller continues without it."""
+
+
+class ProfileStore:
+    """One SQLite store file, shared by threads of this process and by other processes.
+
+    Every method degrades instead of raising: after the first failure the store is off (:attr:`disabled` says
+    why), one warning has been logged, lookups miss and writes are dropped.
+    """
+
+    def __init__(
+        self, directory: Path, *, max_bytes: int, busy_timeout: float | None = None, warn: bool = True
+    ) -> None:
+        self.directory = directory
+        self.path = directory / DB_NAME
+        self.max_bytes = max_bytes
+        self.disabled: str | None = None
+        self._busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        self._warn = warn
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._salt: bytes | None = None
+        self._writes = 0
+        try:
+            self._open()
+        except (StoreUnavailable, sqlite3.Error, OSError) as error:
+            self._disable(error)
+
+    def __repr__(self) -> str:
+        state = f"off: {self.disabled}" if self.disabled else "on"
+        return f"<ProfileStore {self.path} ({state})>"
+
+    # -- opening --------------------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        kind = filesystem_type(_existing_parent(self.directory))
+        if kind is not None and (kind in NETWORK_FILESYSTEMS or kind.startswith(("nfs", "fuse.sshfs"))):
+            raise StoreUnavailable(
+                f"it is on a network filesystem ({kind}), where SQLite's locking is unsafe; point it at a local "
+                "disk with AMPLITUDE_PROFILE_STORE=/tmp/$USER-amp-profile (or %config ProfileClient.store)"
+            )
+        _make_private_directory(self.directory)
+        # Create the file owner-only before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(descriptor)
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout, check_same_thread=False, isolation_level=None)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(f"SQLite could not switch it to WAL mode (got {mode!r})")
+            # NORMAL in WAL mode: a power cut may lose the last answers, never corrupt the file; each one is cheap.
+            db.execute("PRAGMA synchronous=NORMAL")
+            # Personal data: deleted answers are overwritten in the file, not just unlinked from the b-tree.
+            db.execute("PRAGMA secure_delete=ON")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)", (os.urandom(32),))
+            row = db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        self._salt = bytes(row[0])
+        self._db = db
+
+    def _disable(self, error: BaseException) -> None:
+        if self.disabled is not None:
+            return
+        reason = str(error) if isinstance(error, StoreUnavailable) else _describe(error)
+        self.disabled = reason
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        if self._warn:
+            log.warning(
+                "The local profile store %s is not usable (%s); continuing without it: nothing is resumed or cached. "
+                "Clear it with `amp-profile-magic store clear`, or move it with AMPLITUDE_PROFILE_STORE.",
+                self.path,
+                reason,
+            )
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection | None]:
+        """The connection under the lock, or None when off; any SQLite or OS error turns the store off."""
+        with self._lock:
+            if self._db is None:
+                yield None
+                return
+            try:
+                yield self._db
+            except (sqlite3.Error, OSError) as error:
+                self._disable(error)
+
+    # -- the project fingerprint ----------------------------------------------------------------------------------
+
+    def fingerprint(self, secret: str) -> str:
+        """The project's id in this store: an HMAC of its key under this store's random salt (the key is not kept)."""
+        salt = self._salt or b""
+        return hmac.new(salt, secret.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    # -- answers --------------------------------------------------------------------------------------------------
+
+    def get_many(
+        self, *, project: str, endpoint: str, params: Sequence[str], max_age: float, now: float | None = None
+    ) -> dict[str, StoredAnswer]:
+        """The stored answers no older than ``max_age`` seconds for these query keys (missing ones left out)."""
+        found: dict[str, StoredAnswer] = {}
+        oldest = (time.time() if now is None else now) - max_age
+        unique = list(dict.fromkeys(params))
+        with self._using() as db:
+            if db is None:
+                return found
+            for start in range(0, len(unique), _LOOKUP_CHUNK):
+                chunk = unique[start : start + _LOOKUP_CHUNK]
+                # Only "?" placeholders are formatted in; every value is bound.
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT params, kind, status, body, fetched_at FROM answers WHERE {_WHERE} IN ({marks})"  # noqa: S608
+                rows = db.execute(sql, (project, endpoint, oldest, *chunk))
+                for key, kind, status, body, fetched_at in rows:
+                    found[key] = StoredAnswer(kind=kind, status=status, body=body, fetched_at=fetched_at)
+        return found
+
+    def get(self, *, project: str, endpoint: str, params: str, max_age: float) -> StoredAnswer | None:
+        """The stored answer for one query key, if there is one no older than ``max_age`` seconds."""
+        return self.get_many(project=project, endpoint=endpoint, params=[params], max_age=max_age).get(params)
+
+    def put(
+        self,
+        *,
+        project: str,
+        endpoint: str,
+        params: str,
+        kind: str,
+        status: int,
+        body: str,
+        fetched_at: float | None = None,
+    ) -> None:
+        """Keep one answer (replacing an older one for the same key), committed at once."""
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        with self._using() as db:
+            if db is None:
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO answers (project, endpoint, params, kind, status, body, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (project, endpoint, params, kind, status, body, time.time() if fetched_at is None else fetched_at),
+            )
+            self._writes += 1
+            if self._writes % _EVICT_EVERY == 0:
+                self._evict(db)
+
+    # -- management -----------------------------------------------------------------------------------------------
+
+    def info(self) -> StoreInfo:
+        """Where the store is, its size on disk, its answers and their oldest and newest fetch times."""
+        entries, oldest, newest, projects = 0, None, None, 0
+        with self._using() as db:
+            if db is not None:
+                entries, oldest, newest, projects = db.execute(
+                    "SELECT COUNT(*), MIN(fetched_at), MAX(fetched_at), COUNT(DISTINCT project) FROM answers"
+                ).fetchone()
+        return StoreInfo(
+            path=self.path,
+            size=_files_size(self.path),
+            entries=entries,
+            oldest=oldest,
+            newest=newest,
+            projects=projects,
+            disabled=self.disabled,
+        )
+
+    def clear(self, *, older_than: float | None = None) -> int:
+        """Delete every answer, or those fetched more than ``older_than`` seconds ago; return how many."""
+        with self._using() as db:
+            if db is None:
+                return 0
+            if older_than is None:
+                deleted = db.execute("DELETE FROM answers").rowcount
+            else:
+                deleted = db.execute("DELETE FROM answers WHERE fetched_at < ?", (time.time() - older_than,)).rowcount
+            self._compact(db)
+            return int(deleted)
+
+    def evict(self) -> int:
+        """Delete the oldest answers until the live data fits :attr:`max_bytes`; return how many went."""
+        with self._using() as db:
+            return 0 if db is None else self._evict(db)
+
+    def _evict(self, db: sqlite3.Connection) -> int:
+        used = _live_bytes(db)
+        if used <= self.max_bytes:
+            return 0
+        # Down to 90% of the cap, so a full store does not evict on every later check.
+        goal = int(self.max_bytes * 0.9)
+        deleted = 0
+        while used > goal:
+            count = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+            if not count:
+                break
+            batch = max(1, int(count * (1 - goal / used)) + 1)
+            deleted += db.execute(
+                "DELETE FROM answers WHERE (project, endpoint, params) IN "
+                "(SELECT project, endpoint, params FROM answers ORDER BY fetched_at LIMIT ?)",
+                (batch,),
+            ).rowcount
+            used = _live_bytes(db)
+        # No VACUUM here: the freed pages are reused by the next answers, and the file stays near the cap.
+        return deleted
+
+    def _compact(self, db: sqlite3.Connection) -> None:
+        # Deleted pages are only reused, never returned: VACUUM gives the disk back (and rewrites freed bytes).
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        """Close the connection (the file stays)."""
+        with self._lock:
+            db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+
+# One store per directory for the life of the process: one connection shared by every client and thread, and
+# one warning when it fails, however many batches follow.
+_STORES: dict[Path, ProfileStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def shared_store(directory: Path, *, max_bytes: int) -> ProfileStore:
+    """The process's store in ``directory`` (opened on first use; its size cap follows the latest setting)."""
+    with _STORES_LOCK:
+        store = _STORES.get(directory)
+        if store is None:
+            store = _STORES[directory] = ProfileStore(directory, max_bytes=max_bytes)
+        store.max_bytes = max_bytes
+        return store
+
+
+def forget_store(directory: Path) -> None:
+    """Close and forget the process's store in ``directory``: the next use opens it again (and may warn again)."""
+    with _STORES_LOCK:
+        store = _STORES.pop(directory, None)
+    if store is not None:
+        store.close()
+
+
+def forget_all() -> None:
+    """Close and forget every store this process opened (tests start each case afresh)."""
+    with _STORES_LOCK:
+        stores = list(_STORES.values())
+        _STORES.clear()
+    for store in stores:
+        store.close()
+
+
+def store_info(directory: Path) -> StoreInfo:
+    """What the store in ``directory`` holds, without creating it when there is none."""
+    if not (directory / DB_NAME).exists():
+        return StoreInfo(path=directory / DB_NAME, size=0, entries=0, oldest=None, newest=None, projects=0)
+    store = ProfileStore(directory, max_bytes=2**62, warn=False)
+    try:
+        return store.info()
+    finally:
+        store.close()
+
+
+def clear_store(directory: Path, *, older_than: float | None = None) -> str:
+    """Delete the stored answers (all, or those older than ``older_than`` seconds); say what was done.
+
+    A store SQLite cannot open (damaged, say) is deleted outright when clearing everything.
+    """
+    path = directory / DB_NAME
+    if not path.exists():
+        return f"Nothing to clear: there is no local profile store at {path}."
+    forget_store(directory)
+    store = ProfileStore(directory, max_bytes=2**62, warn=False)
+    try:
+        if store.disabled is None:
+            deleted = store.clear(older_than=older_than)
+        elif older_than is None:
+            store.close()
+            removed = remove_files(directory)
+            return f"Removed the unusable local profile store ({store.disabled}): {', '.join(map(str, removed))}."
+        else:
+            raise StoreUnavailable(f"cannot clear part of {path}: {store.disabled}; clear all of it instead")
+        if store.disabled is not None:
+            raise StoreUnavailable(f"cannot clear {path}: {store.disabled}")
+    finally:
+        store.close()
+    which = "" if older_than is None else f" fetched more than {format_age(older_than)} ago"
+    return f"Deleted {deleted:,} stored answers{which} from {path}."
+
+
+def remove_files(directory: Path) -> list[Path]:
+    """Delete the store's files outright (for a damaged store that SQLite cannot open); return what went."""
+    removed = []
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = directory / f"{DB_NAME}{suffix}"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _live_bytes(db: sqlite3.Connection) -> int:
+    pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+    return int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _files_size(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            total += (path.parent / f"{path.name}{suffix}").stat().st_size
+    return total
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}"
+    text = str(error) or type(error).__name__
+    if "not a database" in text or "malformed" in text:
+        return f"damaged: {text}"
+    return text
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+_UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0))
+
+
+def parse_age(text: str) -> float:
+    """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"`` or plain seconds → seconds; ValueError names what was wrong."""
+    value = text.strip().lower()
+    multiplier = 1.0
+    for suffix, seconds in _UNITS:
+        if value.endswith(suffix):
+            value, multiplier = value[: -len(suffix)], seconds
+            break
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an age: use a number with d, h, m or s, e.g. 7d or 12h") from None
+    if not number >= 0:  # negative, or NaN
+        raise ValueError(f"{text!r} is not an age: it must be zero or more")
+    return number * multiplier
+
+
+def format_age(seconds: float) -> str:
+    """``"35 min"``, ``"3 h"``, ``"2 days"``: how old an answer is, to the unit people think in."""
+    seconds = max(0.0, seconds)
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} days"
