@@ -289,4 +289,4 @@ def figure_10(*, quick: bool) -> list[Row]:
 
 def run(*, quick: bool) -> list[Row]:
     """Figures 8-10."""
-    return [*figure_7(quick=quick), *figure_8(quick=quick), *figure_9(quick=quick)]
+    return [*figure_8(quick=quick), *figure_9(quick=quick), *figure_10(quick=quick)]

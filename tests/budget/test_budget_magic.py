@@ -31,7 +31,7 @@ def test_rate_limiter_kernel_and_default_batch_in_a_shell(shell: Any) -> None:
         if setting:
             shell.run_line_magic("config", f'ProfileClient.rate_limiter = "{setting}"')
         shell.run_cell("ids = ['12345', 'user-00001', 'user-00002']")
-        shell.run_line_magic("ampprofile", "--users ids props -o frame")
+        shell.run_line_magic("ampprofile", "--users ids props --refresh -o frame")  # fetched each time
         assert shell.user_ns["frame"].attrs["summary"] == "3 profiles"
 
 

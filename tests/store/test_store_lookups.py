@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from amp_profile_magic import NotStored, ProfileQuery, UnknownUser
-from amp_profile_magic._batch import BatchResult, Outcome
+from amp_profile_magic._batch import BatchResult, Outcome, PacingSummary
 from amp_profile_magic._result import summary_line
 from amp_profile_magic.emulator import Emulator, Faults
 from tests.conftest import CANARY_KEY
@@ -245,7 +245,8 @@ def test_summary_line_shows_each_part_only_when_non_zero() -> None:
     fetched = [Outcome(ProfileQuery(user_id="f"), profile=object())]  # type: ignore[arg-type]
     failed = [Outcome(ProfileQuery(user_id="x"), error=UnknownUser("gone"))] * 2
     batch = BatchResult(
-        outcomes=(*ok, *fetched, *failed), unique_queries=4,
+        outcomes=(*ok, *fetched, *failed),
+        unique_queries=4,
         retries=186,
         throttled=4,
         pacing=PacingSummary(throttled=4, paced_down_to=480.0),
