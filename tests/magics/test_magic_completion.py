@@ -29,7 +29,7 @@ def offered(shell: Any, text: str, cursor: int | None = None) -> list[str]:
         ("%ampprofile user=12345 pro", ["propensity=", "propensity_type=", "props"]),
         ("%ampprofile us", ["user="]),
         ("%ampprofile user=12345 co", ["cohorts", "comps", "comps="]),
-        ("%ampprofile user=12345 --", ["--devices", "--out", "--users"]),
+        ("%ampprofile user=12345 --", ["--devices", "--dry-run", "--out", "--refresh", "--store-only", "--users"]),
         ("res = %ampprofile user=12345 coh", ["cohorts"]),
         ("%ampprofile_form user=12345 prop", ["propensity=", "propensity_type=", "props"]),
     ],
