@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -255,16 +256,31 @@ def test_real_kernel_loads_magic_after_enable_and_not_after_disable(ipython_dir:
     assert "UsageError: Line magic function `%ampprofile` not found" in shown
 
 
-@pytest.mark.slow
-def test_sys_prefix_enable_reaches_kernels_of_that_environment(ipython_dir: Path, tmp_path: Path) -> None:
-    """In a fresh virtual environment, `enable --sys-prefix` writes {prefix}/etc/ipython and its kernels load it."""
-    venv = tmp_path / "venv"
+def _nested_venv(venv: Path) -> Path:
+    """A new virtual environment whose interpreter also imports everything this one does.
+
+    ``venv --system-site-packages`` would not do: run from inside a virtual environment it links the *base*
+    interpreter's site-packages, not the running environment's, so IPython would be missing whenever the suite
+    itself runs in a venv. A .pth line that calls ``site.addsitedir`` on this interpreter's site directories adds
+    them after the new environment's own, and processes their .pth files too (the editable install's among them).
+    """
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
         check=True,
         timeout=120,
         capture_output=True,
     )
+    outer = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    (inner,) = (venv / "lib").glob("python3*/site-packages")
+    lines = [f"import site; site.addsitedir({directory!r})\n" for directory in outer if Path(directory).is_dir()]
+    (inner / "_amp_outer_environment.pth").write_text("".join(lines))
+    return venv
+
+
+@pytest.mark.slow
+def test_sys_prefix_enable_reaches_kernels_of_that_environment(ipython_dir: Path, tmp_path: Path) -> None:
+    """In a fresh virtual environment, `enable --sys-prefix` writes {prefix}/etc/ipython and its kernels load it."""
+    venv = _nested_venv(tmp_path / "venv")
     python = str(venv / "bin" / "python")
     env = _environment(ipython_dir, tmp_path)
     enabled = _cli(env, "enable", "--sys-prefix", python=python)
