@@ -132,18 +132,44 @@ class _Answer(NamedTuple):
 
 
 class _BatchStats:
-    """Retries and throttled answers counted across a batch's threads, for the summary line."""
+    """Attempts, retries and throttled answers counted across a batch's threads, for the summary line."""
+
+    #: Retries are normal (a 5xx, a dropped connection) and are only counted; past this share of the attempts,
+    #: after enough of them to mean something, something is really wrong and the user is warned, once per batch.
+    ALARM_SHARE = 0.5
+    ALARM_MIN_ATTEMPTS = 20
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.attempts = 0
         self.retries = 0
         self.throttled = 0
+        self._alarmed = False
 
-    def retried(self, error: BaseException | None) -> None:
+    def attempted(self) -> None:
+        with self._lock:
+            self.attempts += 1
+
+    def retried(self, error: BaseException | None) -> bool:
+        """Count a retry; True the first time retries pass ``ALARM_SHARE`` of the batch's attempts."""
         with self._lock:
             self.retries += 1
             if isinstance(error, exc.Throttled):
                 self.throttled += 1
+            alarm = (
+                not self._alarmed
+                and self.attempts >= self.ALARM_MIN_ATTEMPTS
+                and self.retries > self.attempts * self.ALARM_SHARE
+            )
+            self._alarmed = self._alarmed or alarm
+            return alarm
+
+    def describe(self) -> str:
+        """``186 retries (4 throttled)``, or "" when nothing was retried."""
+        if not self.retries:
+            return ""
+        throttled = f" ({self.throttled:,} throttled)" if self.throttled else ""
+        return f"{self.retries:,} {'retry' if self.retries == 1 else 'retries'}{throttled}"
 
 
 class _StoreView:
@@ -359,6 +385,7 @@ class ProfileClient(Configurable):
         self._pacer = pacer  # an explicit pacer overrides rate_limiter (tests, embedding)
         self._pacer_budget: Budget | None = None
         self._meter = PacingMeter()
+        self._stats = _BatchStats()  # the running (or last) batch's, for its progress bar
         self._http: httpx.Client | None = None
         self._proxy: Proxy | None = None
         self._http_lock = threading.Lock()
@@ -456,7 +483,12 @@ class ProfileClient(Configurable):
         if outcome is None and cache == "only":
             outcome = Outcome(query, error=_not_stored(query))
         if outcome is None:
-            return self._lookup(query, cancel=None, view=view, stats=_BatchStats())
+            stats = _BatchStats()
+            profile = self._lookup(query, cancel=None, view=view, stats=stats)
+            if stats.retries:
+                # Each retry was logged at DEBUG only: one line says the answer was not first time lucky.
+                log.info("Looked up %s after %s.", query.describe(), stats.describe())
+            return profile
         if outcome.error is not None:
             raise outcome.error
         assert outcome.profile is not None
@@ -487,7 +519,7 @@ class ProfileClient(Configurable):
         cancel = threading.Event()
         interrupted = False
         self._meter.start()
-        stats = _BatchStats()
+        self._stats = stats = _BatchStats()
         if unique:
             self._check_settings()
             self._announce_hold()
@@ -543,6 +575,10 @@ class ProfileClient(Configurable):
     def pacing_note(self) -> str:
         """``paced down to 240/min after 3 throttles`` while (or after) a batch ran slower than configured; else ""."""
         return self._meter.summary().describe()
+
+    def progress_note(self) -> str:
+        """The running batch's retries and pacing, for its progress bar: ``12 retries (2 throttled) · paced …``."""
+        return " · ".join(part for part in (self._stats.describe(), self.pacing_note()) if part)
 
     def plan(self, queries: Iterable[ProfileQuery], *, cache: CachePolicy = "use") -> RequestPlan:
         """What :meth:`lookup_many` would send for ``queries``, after what the local store holds; sends nothing."""
@@ -777,6 +813,7 @@ class ProfileClient(Configurable):
         self._client()
         for attempt in retrying:
             with attempt:
+                stats.attempted()
                 if self.cassette_mode != "replay":  # a replay sends nothing, so it spends none of the API's budget
                     grant[0] = granted = budget.acquire(self.requests_per_minute, cancel, self.adaptive_pacing)
                     self._meter.paced(granted.rate, self.requests_per_minute)
@@ -819,11 +856,21 @@ class ProfileClient(Configurable):
     ) -> None:
         error = state.outcome.exception() if state.outcome else None
         seconds = state.next_action.sleep if state.next_action else 0.0
-        stats.retried(error)
+        alarm = stats.retried(error)
         if isinstance(error, exc.Throttled):
             # Throttling is organisation-wide: hold every request counted against this budget, not just this one.
             budget.throttled(seconds, grant, self.adaptive_pacing)
-        log.warning("Retrying in %.2fs after attempt %d: %s", seconds, state.attempt_number, error)
+        # Retries are normal and counted in the summary line: a WARNING each would bury it (thousands in a long
+        # batch, saved with the notebook). Only a batch where most attempts fail is worth one warning.
+        log.debug("Retrying in %.2fs after attempt %d: %s", seconds, state.attempt_number, error)
+        if alarm:
+            log.warning(
+                "Most requests are failing: %d of %d attempts so far needed a retry (latest: %s). The batch goes on "
+                "retrying; Ctrl-C stops it and keeps what finished.",
+                stats.retries,
+                stats.attempts,
+                error,
+            )
 
     def _client(self) -> httpx.Client:
         import httpx

@@ -323,7 +323,7 @@ class ProfileForm:
         identity = invocation.identity
         assert identity is not None  # the form always builds user= or device=
         try:
-            result, _ = self.magics.fetch(invocation, [identity])
+            result, batch = self.magics.fetch(invocation, [identity])
         except exc.ProfileError as error:
             return (_bundle(error_bundle(error)),)
         except UsageError as error:
@@ -344,7 +344,13 @@ class ProfileForm:
 
             data, metadata = format_display_data(result)
         outputs.append(_bundle(data, metadata))
-        outputs.append(_text(f"fetched in {time.monotonic() - started:.1f} s"))
+        took = f"fetched in {time.monotonic() - started:.1f} s"
+        if batch.retries or batch.pacing.describe():
+            # As in the magic: a lookup that needed retries says so once, with the summary line's counts.
+            from amp_profile_magic._magics import result_summary
+
+            took += f" · {result_summary(result)}"
+        outputs.append(_text(took))
         return tuple(outputs)
 
 

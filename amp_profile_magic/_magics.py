@@ -440,7 +440,7 @@ class AmpProfileMagics(Magics):
         bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
 
         def advance(outcome: Outcome) -> None:
-            note = self.client.pacing_note()  # "paced down to 240/min after 3 throttles", when it is
+            note = self.client.progress_note()  # "12 retries (2 throttled) · paced down to 240/min …", when any
             if note:
                 bar.set_postfix_str(note, refresh=False)
             bar.update(1)
@@ -490,7 +490,8 @@ class AmpProfileMagics(Magics):
             if self.raise_errors:
                 raise CellFailed(error) from None
             return None
-        if not single:
+        if not single or batch.retries or batch.pacing.describe():
+            # A single lookup is quiet unless it needed retries: then its one summary line says how many.
             display({"text/plain": result_summary(result)}, raw=True)
         # An interrupted cell cannot return a value, so its finished rows go to a name the message gives.
         out = invocation.out or (PARTIAL_RESULT_NAME if batch.interrupted else None)

@@ -182,3 +182,19 @@ def test_foreground_mode_runs_inline(shell: Any, magics: Any) -> None:
     assert not form.busy
     assert "cookie" in output_data(form)[1]["text/html"]
     assert shell.user_ns["inline"]["item"].iloc[0] == "cookie"
+
+
+def test_a_lookup_that_needed_retries_says_so_in_one_line(form: Any, emulator: Any) -> None:
+    """When the API answers 503 twice before the profile, the form's one status line counts the retries."""
+    form.magics.client.store = "off"
+    form.magics.client.max_retries = 30
+    emulator.faults = Faults(error_rate=0.6)
+    lines = []
+    for user in emulator.dataset.user_ids[:8]:
+        fill(form, who=user, cohorts=True)
+        click_and_wait(form)
+        lines.append(output_data(form)[-1]["text/plain"])
+    assert all(line.startswith("fetched in ") for line in lines)
+    retried = [line for line in lines if "retr" in line]
+    assert retried, lines
+    assert all(" · 1 profile · " in line for line in retried)
