@@ -368,7 +368,6 @@ class ProfileClient(Configurable):
 
     max_age = Float(
         DEFAULT_MAX_AGE,
-        min=0.0,
         help="Seconds a stored answer is reused; older ones are fetched again. One day by default: recommendations "
         "are recomputed about daily. 0 reuses nothing (what comes back is still stored).",
     ).tag(config=True)
@@ -403,6 +402,16 @@ class ProfileClient(Configurable):
             unit = "requests a minute" if name == "requests_per_minute" else "seconds"
             raise TraitError(
                 f"ProfileClient.{name} must be a positive, finite number of {unit}, not {proposal['value']!r}."
+            )
+        return value
+
+    @validate("max_age")
+    def _age_finite(self, proposal: Mapping[str, Any]) -> float:
+        # NaN passes min=0 and would make every stored answer stale (no comparison with NaN is true), silently.
+        value = float(proposal["value"])
+        if not math.isfinite(value) or value < 0:
+            raise TraitError(
+                f"ProfileClient.max_age must be a finite number of seconds, 0 or more, not {proposal['value']!r}."
             )
         return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +24,12 @@ CANARY_KEY = "canary-7f3c9d2e-SECRET-do-not-print-4b1a"
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Each test has a cache directory of its own, so a stored answer never leaks from one test into another."""
+    """Every test (and every kernel or process it starts) has a user cache directory of its own, so neither a stored
+    answer nor the default rate budget file is ever shared with another test or with the user's own kernels."""
     cache = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("AMPLITUDE_PROFILE_STORE", raising=False)
+    monkeypatch.delenv("AMPLITUDE_PROFILE_RATE_LIMITER", raising=False)
     yield cache
     import sys
 
@@ -49,16 +52,6 @@ def emulator() -> Iterator[Emulator]:
     """The bundled emulator on a free loopback port, shared by the whole session."""
     with Emulator(seed=0, api_key=CANARY_KEY) as emu:
         yield emu
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test (and every kernel or process it starts) has a user cache directory of its own, so the default
-    rate budget file is never shared with another test or with the user's own kernels."""
-    cache = tmp_path_factory.mktemp("cache")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    monkeypatch.delenv("AMPLITUDE_PROFILE_RATE_LIMITER", raising=False)
-    return cache
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +109,18 @@ def shell(emulator: Emulator) -> Iterator[object]:
     # %config settings live in the singleton shell's Config, which outlives the test: drop ours.
     for section in ("AmpProfileMagics", "ProfileClient"):
         ip.config.pop(section, None)
+
+
+@pytest.fixture
+def run(shell: Any) -> Any:
+    """Run a cell in the real shell (as a user would), capturing its result and everything it printed."""
+    from IPython.utils.capture import capture_output
+
+    from tests.magics.helpers import CellRun
+
+    def run_cell(source: str) -> CellRun:
+        with capture_output() as captured:
+            result = shell.run_cell(source, store_history=True)
+        return CellRun(result, captured)
+
+    return run_cell

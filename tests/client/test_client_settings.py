@@ -59,6 +59,21 @@ def test_non_finite_or_non_positive_settings_are_refused(name: str, value: float
         ProfileClient(**{name: value})
 
 
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -1.0], ids=repr)
+def test_max_age_refuses_nan_infinity_and_negatives(value: float) -> None:
+    """``max_age`` refuses NaN (which would silently make every stored answer stale), infinities and negatives with
+    a one-line error naming it, and keeps its value; 0 (reuse nothing) is allowed."""
+    client = ProfileClient()
+    before = client.max_age
+    with pytest.raises(TraitError) as caught:
+        client.max_age = value
+    message = str(caught.value)
+    assert message == f"ProfileClient.max_age must be a finite number of seconds, 0 or more, not {value!r}."
+    assert client.max_age == before
+    client.max_age = 0
+    assert client.max_age == 0.0
+
+
 def test_valid_settings_still_accepted() -> None:
     """Small positive values and integers pass unchanged (as floats)."""
     client = ProfileClient(requests_per_minute=1, timeout=0.01, backoff_initial=1e-6, max_retry_after=5)

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.utils.capture import capture_output
 
 from amp_profile_magic import ProfileClient
 from amp_profile_magic.emulator import Emulator
-from tests.magics.helpers import CellRun
 
 FAST = {"timeout": 2.0, "max_retries": 2, "backoff_initial": 0.01, "backoff_max": 0.05, "requests_per_minute": 600_000}
 
@@ -36,18 +34,6 @@ def make_client(emulator: Emulator, store_dir: Path) -> Iterator[Any]:
     yield make
     for client in clients:
         client.close()
-
-
-@pytest.fixture
-def run(shell: Any) -> Any:
-    """Run a cell in the real shell, capturing its outputs."""
-
-    def run_cell(source: str) -> CellRun:
-        with capture_output() as captured:
-            result = shell.run_cell(source, store_history=True)
-        return CellRun(result, captured)
-
-    return run_cell
 
 
 def store_files(directory: Path) -> list[Path]:
