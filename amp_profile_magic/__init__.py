@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         UnknownUser,
         UnsupportedRegion,
     )
-    from ._form import profile_form
+    from ._magics import profile_form
     from ._models import Profile, Propensity, Recommendation
     from ._query import ProfileQuery
 
@@ -94,7 +94,7 @@ _LAZY = {
     "Propensity": "._models",
     "Recommendation": "._models",
     "ProfileQuery": "._query",
-    "profile_form": "._form",
+    "profile_form": "._magics",
 }
 
 

@@ -419,26 +419,6 @@ class ProfileClient(Configurable):
     def _default_endpoint(self) -> str:
         return os.environ.get("AMPLITUDE_PROFILE_URL", DEFAULT_ENDPOINT)
 
-    def scrub_config(self) -> None:
-        """Replace a raw key left in the (shell-wide) Config object by the masked value this client holds.
-
-        ``%config ProfileClient.api_key = "..."`` merges the raw string into the Config that the shell shares with
-        every configurable, after the trait is set; IPython's ``post_run_cell`` event calls this to mask it.
-        """
-        # Every Config that may hold the raw value: %config merges into each configurable of the shell, and a
-        # refused value (bytes, say) never reaches this client's own Config but stays in all the others.
-        owners: list[Any] = [self]
-        while getattr(owners[-1], "parent", None) is not None:
-            owners.append(owners[-1].parent)
-        owners += list(getattr(owners[-1], "configurables", ()))
-        for owner in owners:
-            section = owner.config.get(type(self).__name__)
-            if section is not None and "api_key" in section and not isinstance(section["api_key"], Secret):
-                section["api_key"] = self.api_key
-            if section is not None and isinstance(section.get("rate_limiter"), str):
-                # A redis:// URL may carry a password.
-                section["rate_limiter"] = self.rate_limiter
-
     @default("store")
     def _default_store(self) -> str:
         return os.environ.get("AMPLITUDE_PROFILE_STORE", "")
@@ -510,6 +490,7 @@ class ProfileClient(Configurable):
         on_outcome: Callable[[Outcome], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
         cache: CachePolicy = "use",
+        stop: threading.Event | None = None,
     ) -> BatchResult:
         """Look up many users concurrently (up to ``max_concurrency`` in flight, paced) and account for each.
 
@@ -520,7 +501,7 @@ class ProfileClient(Configurable):
         outcomes are kept, the rest are marked :class:`NotFetched`, and the client stays usable. ``on_outcome`` is
         called in the calling thread as each unique query finishes (for progress bars); ``on_wait`` is called there
         too with the seconds left of a kernel-wide throttle hold (``Retry-After``) whenever they change, and with 0
-        when it ends.
+        when it ends. Setting ``stop`` (from another thread) ends the batch as Ctrl-C does.
         """
         ordered = list(queries)
         unique = list(dict.fromkeys(ordered))
@@ -568,6 +549,7 @@ class ProfileClient(Configurable):
                     stats=stats,
                     on_outcome=on_outcome,
                     on_wait=on_wait,
+                    stop=stop,
                 )
             if view is not None:
                 view.store.evict()
@@ -674,6 +656,7 @@ class ProfileClient(Configurable):
         stats: _BatchStats,
         on_outcome: Callable[[Outcome], None] | None,
         on_wait: Callable[[float], None] | None,
+        stop: threading.Event | None = None,
     ) -> bool:
         """Look ``pending`` up on a thread pool into ``finished``; return whether the batch was interrupted."""
         interrupted = False
@@ -687,6 +670,8 @@ class ProfileClient(Configurable):
                 pool.submit(self._outcome, query, cancel, view, stats).add_done_callback(completed.put)
             shown_hold = 0
             while len(finished) < target:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt  # a stop from another thread (the form's) ends the batch like Ctrl-C
                 if on_wait is not None:
                     hold = math.ceil(self._budget().hold_remaining())
                     if hold != shown_hold:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from amp_profile_magic import _exceptions as exc
+from amp_profile_magic import _invoke
 from amp_profile_magic._grammar import GrammarError, Invocation, parse_line
 from amp_profile_magic._panel import error_bundle
 from amp_profile_magic._words import quote
@@ -24,11 +25,8 @@ from amp_profile_magic.sections import Control, available_sections
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
-    from IPython.core.interactiveshell import InteractiveShell
 
-    from amp_profile_magic._magics import AmpProfileMagics
-
-__all__ = ["ProfileForm", "form_line", "profile_form"]
+__all__ = ["ProfileForm", "form_line"]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,7 @@ class ProfileForm:
     """An interactive form for one profile: who, which sections, an optional variable; Fetch shows the tables.
 
     The line under the controls is the ``%ampprofile`` call the form will run, ready to paste into a cell. Fetch
-    parses that line and calls :meth:`AmpProfileMagics.fetch`, so the form shares the kernel's client, pacing,
+    parses that line and runs it through :mod:`._invoke` like the magic, so the form shares the kernel's client, pacing,
     ``%config`` settings and ``%ampprofile_emulator`` switch. The lookup runs on a background thread (the kernel
     stays free for other cells); the button is disabled until it finishes, and a failure shows the magic's error
     panel and leaves the form ready for the next try::
@@ -122,7 +120,7 @@ class ProfileForm:
         In [3]: %ampprofile_form user=12345 recs=testRecId      # prefilled; or just %ampprofile_form
     """
 
-    def __init__(self, magics: AmpProfileMagics, *, line: str = "", background: bool = True) -> None:
+    def __init__(self, magics: _invoke.Host, *, line: str = "", background: bool = True) -> None:
         import ipywidgets as widgets
 
         self.magics = magics
@@ -248,7 +246,7 @@ class ProfileForm:
         return [field.widget for field in self.fields.values()]
 
     def _prefill(self, line: str) -> None:
-        invocation = self.magics._parse(line, cell=False)
+        invocation = _invoke.parse(self.magics, line)
         if invocation.identity is None:
             raise UsageError("%ampprofile_form: the form looks up one user or device; batches need %ampprofile --users")
         identity = invocation.identity
@@ -257,18 +255,10 @@ class ProfileForm:
         self.identity_kind.value = "user" if identity.user_id is not None else "device"
         self.identity_value.value = identity.user_id or identity.device_id or ""
         self.out_name.value = invocation.out or ""
-        tokens = list(invocation.tokens)
-        while tokens:
-            token = tokens.pop(0)
-            if token.startswith("-"):
-                if "=" not in token and tokens:
-                    tokens.pop(0)  # the option's value
-                continue
-            keyword, has_value, value = token.partition("=")
-            if keyword in self.fields:
-                self.fields[keyword].set(value if has_value else None)
-            elif keyword not in ("user", "device"):
+        for keyword, value in invocation.keywords.items():
+            if keyword not in self.fields:
                 raise UsageError(f"%ampprofile_form: {keyword!r} has no form control; use %ampprofile for it")
+            self.fields[keyword].set(value)
 
     def _kind_changed(self, change: object = None) -> None:
         example = "12345" if self.identity_kind.value == "user" else "ffff-ffff-ffff-ffff"
@@ -318,12 +308,10 @@ class ProfileForm:
             self._refresh()
 
     def _outputs(self, invocation: Invocation, started: float) -> tuple[dict[str, Any], ...]:
-        from amp_profile_magic._magics import describe
-
         identity = invocation.identity
         assert identity is not None  # the form always builds user= or device=
         try:
-            result, batch = self.magics.fetch(invocation, [identity])
+            result, batch, summary = _invoke.fetch(self.magics, invocation, [identity])
         except exc.ProfileError as error:
             return (_bundle(error_bundle(error)),)
         except UsageError as error:
@@ -333,9 +321,9 @@ class ProfileForm:
             log.exception("The profile form's lookup failed")
             return (_bundle({"text/plain": f"✖ Unexpected error: {type(error).__name__}: {error}"}),)
         outputs = []
-        if invocation.out is not None and self.magics.shell is not None:
-            self.magics.shell.user_ns[invocation.out] = result
-            outputs.append(_text(f"{invocation.out} = {describe(result)}"))
+        bound = _invoke.bind(self.magics, invocation.out, result)
+        if bound is not None:
+            outputs.append(_text(bound))
         formatter = self.magics.shell.display_formatter if self.magics.shell is not None else None
         if formatter is not None:
             data, metadata = formatter.format(result)
@@ -347,9 +335,7 @@ class ProfileForm:
         took = f"fetched in {time.monotonic() - started:.1f} s"
         if batch.retries or batch.pacing.describe():
             # As in the magic: a lookup that needed retries says so once, with the summary line's counts.
-            from amp_profile_magic._magics import result_summary
-
-            took += f" · {result_summary(result)}"
+            took += f" · {summary}"
         outputs.append(_text(took))
         return tuple(outputs)
 
@@ -360,31 +346,3 @@ def _bundle(data: dict[str, Any], metadata: dict[str, Any] | None = None) -> dic
 
 def _text(text: str) -> dict[str, Any]:
     return _bundle({"text/plain": text})
-
-
-def _magics_of(shell: InteractiveShell) -> AmpProfileMagics:
-    from amp_profile_magic._magics import AmpProfileMagics, load
-
-    if shell.extension_manager is not None:
-        # Through the extension manager, so a later %load_ext / %unload_ext knows the extension is loaded.
-        shell.extension_manager.load_extension("amp_profile_magic")
-    else:
-        load(shell)
-    # IPython annotates configurables as a list of shells; it holds every Configurable.
-    configurables: list[Any] = shell.configurables
-    return next(item for item in configurables if isinstance(item, AmpProfileMagics))
-
-
-def profile_form(line: str = "", *, shell: InteractiveShell | None = None) -> ProfileForm:
-    """The ``%ampprofile_form`` form, from Python: ``profile_form("user=12345 recs=testRecId")``.
-
-    Uses the running IPython kernel (loading the extension if needed), so the form shares its client and
-    settings with ``%ampprofile``.
-    """
-    if shell is None:
-        from IPython.core.getipython import get_ipython
-
-        shell = get_ipython()
-        if shell is None:
-            raise RuntimeError("profile_form() needs IPython or a Jupyter kernel; run it in a notebook")
-    return ProfileForm(_magics_of(shell), line=line)

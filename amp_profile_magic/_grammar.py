@@ -50,6 +50,8 @@ class Invocation:
     cache: str = "use"
     dry_run: bool = False
     tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: Each section keyword given, and its value after expansion (``None`` for a bare keyword).
+    keywords: Mapping[str, str | None] = field(default_factory=dict, repr=False)
 
     def query(self, identity: Identity) -> ProfileQuery:
         """The query for one identity; raises :class:`GrammarError` if the API would refuse it."""
@@ -249,6 +251,7 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
         cache=cache,
         dry_run="--dry-run" in found.flags,
         tokens=tuple(found.texts),
+        keywords={key: value for tokens in found.per_section.values() for key, value in tokens.items()},
     )
     # Validate now, before anything is sent: the identity if given, else the section fields alone.
     invocation.query(invocation.identity or Identity(user_id="x"))

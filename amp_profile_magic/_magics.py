@@ -8,48 +8,18 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, needs_local_scope, no_var_expand
 from traitlets import Bool, Instance, Int
 
-from amp_profile_magic import _exceptions as exc
+from amp_profile_magic import _invoke
 from amp_profile_magic._client import ProfileClient
-from amp_profile_magic._grammar import (
-    GrammarError,
-    Identity,
-    Invocation,
-    parse_body,
-    parse_ids,
-    parse_line,
-    zip_identities,
-)
-from amp_profile_magic._panel import CellFailed, display_error
-from amp_profile_magic._words import Evaluate
+from amp_profile_magic._grammar import parse_body, zip_identities
+from amp_profile_magic._secret import Secret
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from amp_profile_magic._batch import BatchResult, Outcome
+    from amp_profile_magic._form import ProfileForm
     from amp_profile_magic.emulator import Emulator
 
-__all__ = ["AmpProfileMagics", "load", "unload"]
-
-# Failures that say nothing about one user but about the whole setup: when every user of a batch fails with
-# one of these, the cell fails like a single lookup would, instead of returning a table of identical errors.
-SETUP_FAILURES = (
-    exc.ConfigurationError,
-    exc.InvalidKey,
-    exc.MissingAuthHeader,
-    exc.EndpointNotFound,
-    exc.PlainHttpRedirect,
-)
-
-
-#: Where an interrupted batch without ``-o`` keeps what it fetched.
-PARTIAL_RESULT_NAME = "_ampprofile_partial"
-
-
-class BatchInterrupted(Exception):
-    """Ends a cell whose batch was interrupted, after the partial result was kept."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"KeyboardInterrupt: {self.args[0]}"]
+__all__ = ["AmpProfileMagics", "load", "profile_form", "unload"]
 
 
 @magics_class
@@ -187,15 +157,17 @@ class AmpProfileMagics(Magics):
         throttled ("paced down to 240/min after 3 throttles" in the summary).
         """
         if cell is not None:
-            return self._run_cell(line, cell, local_ns)
+            # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.
+            invocation = _invoke.parse(self, line, cell=True, local_ns=local_ns)
+            return _invoke.run(self, invocation, _invoke.checked(lambda: parse_body(cell)), single=False)
         if line.strip() == "--sections":
             return self._list_sections()
-        invocation = self._parse(line, cell=False, local_ns=local_ns)
+        invocation = _invoke.parse(self, line, local_ns=local_ns)
         if invocation.identity is not None:
-            return self._run(invocation, [invocation.identity], single=True)
-        users = self._ids_from("--users", invocation.users_expr, local_ns)
-        devices = self._ids_from("--devices", invocation.devices_expr, local_ns)
-        return self._run(invocation, self._checked(lambda: zip_identities(users, devices)), single=False)
+            return _invoke.run(self, invocation, [invocation.identity], single=True)
+        users = _invoke.ids_from(self, "--users", invocation.users_expr, local_ns)
+        devices = _invoke.ids_from(self, "--devices", invocation.devices_expr, local_ns)
+        return _invoke.run(self, invocation, _invoke.checked(lambda: zip_identities(users, devices)), single=False)
 
     @line_magic
     def ampprofile_emulator(self, line: str) -> None:
@@ -327,8 +299,8 @@ class AmpProfileMagics(Magics):
             raise UsageError(f"%ampprofile_store: {error}") from None
 
     @line_magic
-    @no_var_expand  # the form's arguments follow %ampprofile's expansion rules, applied by _parse
-    def ampprofile_form(self, line: str) -> Any:
+    @no_var_expand  # the form's arguments follow %ampprofile's expansion rules, applied by _invoke.parse
+    def ampprofile_form(self, line: str) -> ProfileForm:
         """Explore a profile with a form: pick who and which sections, press Fetch, see the tables.
 
         The controls come from the installed section plugins. Under them is the ``%ampprofile`` line the form
@@ -367,61 +339,11 @@ class AmpProfileMagics(Magics):
             self.client.endpoint, self.client.api_key = self._before_emulator
             self._before_emulator = None
 
-    def fetch(self, invocation: Invocation, identities: list[Identity]) -> tuple[Any, BatchResult]:
-        """Run ``invocation`` for ``identities``; return the result (DataFrame or ProfileResult) and the batch.
-
-        Raises :class:`amp_profile_magic.ProfileError` when the whole lookup failed (see ``SETUP_FAILURES``).
-        """
-        from amp_profile_magic._result import build_result
-
-        queries = [self._checked(lambda identity=identity: invocation.query(identity)) for identity in identities]
-        on_outcome, on_wait = self._progress(len(set(queries)))
-        batch = self.client.lookup_many(
-            queries,
-            on_outcome=on_outcome,
-            on_wait=on_wait,
-            cache=invocation.cache,  # type: ignore[arg-type]  # the grammar only makes the three policies
-        )
-        self._raise_if_wholly_failed(batch, single=len(identities) == 1)
-        result = build_result(invocation.sections, batch, max_rows=self.display_max_rows)
-        return result, batch
-
     def after_cell(self, result: Any) -> None:
         """``post_run_cell`` hook: keep a key set with ``%config`` out of the shell's shared Config."""
-        self.client.scrub_config()
+        scrub_config(self.client)
 
     # -- internals ----------------------------------------------------------------------------------------------
-
-    def _checked(self, build: Any) -> Any:
-        try:
-            return build()
-        except GrammarError as error:
-            raise UsageError(f"%ampprofile: {error}") from None
-
-    def _evaluator(self, local_ns: dict[str, Any] | None) -> Evaluate | None:
-        """Evaluate an expression as IPython's own expansion would: the caller's locals over the user namespace."""
-        shell = self.shell
-        if shell is None:
-            return None
-        if local_ns is None or local_ns is shell.user_ns:
-            return lambda source: eval(source, shell.user_global_ns, shell.user_ns)  # noqa: S307 - the user's own code
-        merged = {**shell.user_ns, **local_ns}
-        return lambda source: eval(source, merged)  # noqa: S307 - the user's own code, in a function's scope
-
-    def _parse(self, line: str, *, cell: bool, local_ns: dict[str, Any] | None = None) -> Invocation:
-        evaluate = self._evaluator(local_ns)
-        return self._checked(lambda: parse_line(line, cell=cell, evaluate=evaluate))  # type: ignore[no-any-return]
-
-    def _ids_from(self, option: str, expression: str | None, local_ns: dict[str, Any] | None) -> list[str] | None:
-        if expression is None:
-            return None
-        evaluate = self._evaluator(local_ns)
-        try:
-            values = evaluate(expression) if evaluate is not None else None
-        except Exception as error:
-            message = " ".join(str(error).split())
-            raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {message}") from None
-        return self._checked(lambda: parse_ids(expression, values))  # type: ignore[no-any-return]
 
     def _list_sections(self) -> None:
         from amp_profile_magic.sections import available_sections
@@ -431,98 +353,27 @@ class AmpProfileMagics(Magics):
             for usage in section.usage:
                 print(f"    {usage}")
 
-    def _progress(self, total: int) -> tuple[Any, Any]:
-        """The progress bar's callbacks for ``lookup_many``: one per finished user, one for throttle holds."""
-        if not self.progress or total < 2:
-            return None, None
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
+def scrub_config(client: ProfileClient) -> None:
+    """Replace a raw key (or rate_limiter URL) left in the shell-wide Config by the masked value ``client`` holds.
 
-        def advance(outcome: Outcome) -> None:
-            note = self.client.progress_note()  # "12 retries (2 throttled) · paced down to 240/min …", when any
-            if note:
-                bar.set_postfix_str(note, refresh=False)
-            bar.update(1)
-            if bar.n >= total:
-                bar.close()
-
-        def waiting(seconds: float) -> None:
-            # Without this a kernel-wide Retry-After hold looks like a hung batch.
-            bar.set_postfix_str(f"waiting on a throttle hold, {seconds:.0f}s left" if seconds > 0 else "")
-
-        return advance, waiting
-
-    def _raise_if_wholly_failed(self, batch: BatchResult, *, single: bool) -> None:
-        errors = [outcome.error for outcome in batch if outcome.error is not None]
-        if not errors or batch.interrupted:
-            return
-        if single:
-            raise errors[0]
-        if len(errors) == len(batch) and all(isinstance(error, SETUP_FAILURES) for error in errors):
-            raise errors[0]
-
-    def _run_cell(self, line: str, cell: str, local_ns: dict[str, Any] | None) -> Any:
-        # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.
-        invocation = self._parse(line, cell=True, local_ns=local_ns)
-        identities = self._checked(lambda: parse_body(cell))
-        return self._run(invocation, identities, single=False)
-
-    def _run(self, invocation: Invocation, identities: list[Identity], *, single: bool) -> Any:
-        from IPython.display import display
-
-        if invocation.dry_run:
-            queries = [self._checked(lambda identity=identity: invocation.query(identity)) for identity in identities]
-            try:
-                plan = self.client.plan(queries, cache=invocation.cache)  # type: ignore[arg-type]
-            except exc.ProfileError as error:
-                display_error(error)
-                if self.raise_errors:
-                    raise CellFailed(error) from None
-                return None
-            print(plan.describe())
-            return None
-
-        try:
-            result, batch = self.fetch(invocation, identities)
-        except exc.ProfileError as error:
-            display_error(error)
-            if self.raise_errors:
-                raise CellFailed(error) from None
-            return None
-        if not single or batch.retries or batch.pacing.describe():
-            # A single lookup is quiet unless it needed retries: then its one summary line says how many.
-            display({"text/plain": result_summary(result)}, raw=True)
-        # An interrupted cell cannot return a value, so its finished rows go to a name the message gives.
-        out = invocation.out or (PARTIAL_RESULT_NAME if batch.interrupted else None)
-        if out is not None and self.shell is not None:
-            self.shell.user_ns[out] = result
-            display({"text/plain": f"{out} = {describe(result)}"}, raw=True)
-            result = None
-        if batch.interrupted:
-            fetched = len(batch) - batch.missing
-            raise BatchInterrupted(
-                f"{batch.missing} of {len(batch)} users not fetched; the {fetched} fetched are in {out} "
-                "(its failures list the missing ones)"
-            )
-        return result
-
-
-def result_summary(result: Any) -> str:
-    """The one-line batch summary stored on a result."""
-    summary = getattr(result, "summary", None)
-    if isinstance(summary, str):
-        return summary
-    return str(result.attrs.get("summary", ""))
-
-
-def describe(result: Any) -> str:
-    """``DataFrame 10 rows × 9 columns`` or ``ProfileResult recs 10×9, props 1×7``."""
-    if hasattr(result, "shape"):
-        rows, columns = result.shape
-        return f"DataFrame ({rows} rows × {columns} columns)"
-    shapes = ", ".join(f"{name} {len(frame)}×{frame.shape[1]}" for name, frame in result.items())
-    return f"ProfileResult ({shapes})"
+    ``%config ProfileClient.api_key = "..."`` merges the raw string into the Config that the shell shares with
+    every configurable, after the trait is set. This is the extension's side of the secret: the client knows
+    nothing of IPython or its configurables.
+    """
+    # Every Config that may hold the raw value: %config merges into each configurable of the shell, and a
+    # refused value (bytes, say) never reaches the client's own Config but stays in all the others.
+    owners: list[Any] = [client]
+    while getattr(owners[-1], "parent", None) is not None:
+        owners.append(owners[-1].parent)
+    owners += list(getattr(owners[-1], "configurables", ()))
+    for owner in owners:
+        section = owner.config.get(type(client).__name__)
+        if section is not None and "api_key" in section and not isinstance(section["api_key"], Secret):
+            section["api_key"] = client.api_key
+        if section is not None and isinstance(section.get("rate_limiter"), str):
+            # A redis:// URL may carry a password.
+            section["rate_limiter"] = client.rate_limiter
 
 
 def load(shell: Any) -> None:
@@ -568,3 +419,27 @@ def unload(shell: Any) -> None:
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop("AmpProfileMagics", None)
+
+
+def profile_form(line: str = "", *, shell: InteractiveShell | None = None) -> ProfileForm:
+    """The ``%ampprofile_form`` form, from Python: ``profile_form("user=12345 recs=testRecId")``.
+
+    Uses the running IPython kernel (loading the extension if needed), so the form shares its client and
+    settings with ``%ampprofile``.
+    """
+    from amp_profile_magic._form import ProfileForm
+
+    if shell is None:
+        from IPython.core.getipython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            raise RuntimeError("profile_form() needs IPython or a Jupyter kernel; run it in a notebook")
+    if shell.extension_manager is not None:
+        # Through the extension manager, so a later %load_ext / %unload_ext knows the extension is loaded.
+        shell.extension_manager.load_extension("amp_profile_magic")
+    else:
+        load(shell)
+    # IPython annotates configurables as a list of shells; it holds every Configurable.
+    configurables: list[Any] = shell.configurables
+    return ProfileForm(next(item for item in configurables if isinstance(item, AmpProfileMagics)), line=line)

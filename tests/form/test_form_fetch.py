@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from amp_profile_magic import _exceptions as exc
+from amp_profile_magic import _invoke
 from amp_profile_magic._form import BUSY_ICON, BUSY_LABEL, IDLE_ICON, IDLE_LABEL, ProfileForm
 from amp_profile_magic._grammar import parse_line
 from amp_profile_magic._panel import error_bundle
@@ -21,7 +22,7 @@ def expected_panel(magics: Any, line: str) -> dict[str, str]:
     """The panel %ampprofile shows for ``line``: the bundle of the error its fetch raises."""
     invocation = parse_line(line)
     try:
-        magics.fetch(invocation, [invocation.identity])
+        _invoke.fetch(magics, invocation, [invocation.identity])
     except exc.ProfileError as error:
         return error_bundle(error)
     raise AssertionError(f"{line!r} did not fail")
@@ -165,10 +166,10 @@ def test_display_max_rows_config_applies(shell: Any, form: Any) -> None:
 def test_unexpected_error_is_shown_and_form_recovers(magics: Any, form: Any, monkeypatch: Any) -> None:
     """A bug-like exception inside the lookup thread is shown in the output, not lost, and the form stays usable."""
 
-    def broken(invocation: Any, identities: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(magics, "fetch", broken)
+    monkeypatch.setattr(magics.client, "lookup_many", broken)
     fill(form, who="12345", props=True)
     click_and_wait(form)
     assert output_data(form) == [{"text/plain": "✖ Unexpected error: RuntimeError: boom"}]

@@ -1,0 +1,286 @@
+"""One invocation of ``%ampprofile``, shared by the magic and the form: parse → fetch → bind → summary or panel.
+
+Both faces run through a :class:`Host` (the kernel's magics object: its client, shell and display settings).
+Nothing here imports the magic or the form, so neither imports the other. A batch can be run from code as the
+magic runs it, with its own progress callback and a stop event that ends it like Ctrl-C::
+
+    fetched = fetch(host, invocation, identities, on_progress=show, stop=stop_event)
+    fetched.result, fetched.summary      # what finished is kept; fetched.batch.interrupted says if it was cut
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+
+from IPython.core.error import UsageError
+
+from amp_profile_magic import _exceptions as exc
+from amp_profile_magic._grammar import GrammarError, Identity, Invocation, parse_ids, parse_line
+from amp_profile_magic._panel import CellFailed, display_error
+from amp_profile_magic._words import Evaluate
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from amp_profile_magic._batch import BatchResult, Outcome
+    from amp_profile_magic._client import ProfileClient
+
+__all__ = [
+    "PARTIAL_RESULT_NAME",
+    "SETUP_FAILURES",
+    "BatchInterrupted",
+    "Fetched",
+    "Host",
+    "Progress",
+    "bind",
+    "checked",
+    "describe",
+    "fetch",
+    "ids_from",
+    "parse",
+    "result_summary",
+    "run",
+]
+
+T = TypeVar("T")
+
+#: ``(finished, total, note)`` after each unique lookup, and with the same counts when the note changes
+#: (``"waiting on a throttle hold, 12s left"``, ``"12 retries · paced down to 240/min after 3 throttles"`` or "").
+Progress = Callable[[int, int, str], None]
+
+# Failures that say nothing about one user but about the whole setup: when every user of a batch fails with
+# one of these, the cell fails like a single lookup would, instead of returning a table of identical errors.
+SETUP_FAILURES = (
+    exc.ConfigurationError,
+    exc.InvalidKey,
+    exc.MissingAuthHeader,
+    exc.EndpointNotFound,
+    exc.PlainHttpRedirect,
+)
+
+#: Where an interrupted batch without ``-o`` keeps what it fetched.
+PARTIAL_RESULT_NAME = "_ampprofile_partial"
+
+
+class BatchInterrupted(Exception):
+    """Ends a cell whose batch was interrupted, after the partial result was kept."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self.args[0]}"]
+
+
+class Host(Protocol):
+    """What an invocation runs against: the kernel's client, shell and display settings (the magics object)."""
+
+    @property
+    def client(self) -> ProfileClient: ...  # pragma: no cover - a protocol
+
+    @property
+    def shell(self) -> InteractiveShell | None: ...  # pragma: no cover - a protocol
+
+    @property
+    def progress(self) -> bool: ...  # pragma: no cover - a protocol
+
+    @property
+    def display_max_rows(self) -> int: ...  # pragma: no cover - a protocol
+
+    @property
+    def raise_errors(self) -> bool: ...  # pragma: no cover - a protocol
+
+
+class Fetched(NamedTuple):
+    """A finished (or stopped) invocation: the DataFrame or ProfileResult, its batch, and the one-line summary."""
+
+    result: Any
+    batch: BatchResult
+    summary: str
+
+
+def checked(build: Callable[[], T]) -> T:
+    """``build()``, with a grammar complaint turned into the magic's one-line :class:`UsageError`."""
+    try:
+        return build()
+    except GrammarError as error:
+        raise UsageError(f"%ampprofile: {error}") from None
+
+
+def _evaluator(shell: InteractiveShell | None, local_ns: dict[str, Any] | None) -> Evaluate | None:
+    """Evaluate an expression as IPython's own expansion would: the caller's locals over the user namespace."""
+    if shell is None:
+        return None
+    if local_ns is None or local_ns is shell.user_ns:
+        return lambda source: eval(source, shell.user_global_ns, shell.user_ns)  # noqa: S307 - the user's own code
+    merged = {**shell.user_ns, **local_ns}
+    return lambda source: eval(source, merged)  # noqa: S307 - the user's own code, in a function's scope
+
+
+def parse(host: Host, line: str, *, cell: bool = False, local_ns: dict[str, Any] | None = None) -> Invocation:
+    """Parse a line as ``%ampprofile`` does, expanding ``{expr}`` and ``$name`` in the host's namespace."""
+    evaluate = _evaluator(host.shell, local_ns)
+    return checked(lambda: parse_line(line, cell=cell, evaluate=evaluate))
+
+
+def ids_from(
+    host: Host, option: str, expression: str | None, local_ns: dict[str, Any] | None = None
+) -> list[str] | None:
+    """The ids that ``--users``/``--devices`` ``expression`` evaluates to, or ``None`` without the option."""
+    if expression is None:
+        return None
+    evaluate = _evaluator(host.shell, local_ns)
+    try:
+        values = evaluate(expression) if evaluate is not None else None
+    except Exception as error:
+        message = " ".join(str(error).split())
+        raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {message}") from None
+    return checked(lambda: parse_ids(expression, values))
+
+
+def _bar(total: int) -> Progress:
+    """A tqdm progress bar as a :data:`Progress` callback (the magic's default for batches)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
+
+    def show(finished: int, total: int, note: str) -> None:
+        # A note alone (a throttle hold starting or ending) is drawn at once; with a step, by the step's redraw.
+        bar.set_postfix_str(note, refresh=finished == bar.n)
+        if finished > bar.n:
+            bar.update(finished - bar.n)
+        if finished >= total:
+            bar.close()
+
+    return show
+
+
+def _callbacks(
+    host: Host, total: int, on_progress: Progress | None
+) -> tuple[Callable[[Outcome], None] | None, Callable[[float], None] | None]:
+    """``lookup_many``'s ``on_outcome`` and ``on_wait`` feeding ``on_progress`` (or the bar when none is given)."""
+    if on_progress is None:
+        if not host.progress or total < 2:
+            return None, None
+        on_progress = _bar(total)
+    report = on_progress
+    finished = [0]
+
+    def advance(outcome: Outcome) -> None:
+        finished[0] += 1
+        # "12 retries (2 throttled) · paced down to 240/min after 3 throttles", when any.
+        report(finished[0], total, host.client.progress_note())
+
+    def waiting(seconds: float) -> None:
+        # Without this a kernel-wide Retry-After hold looks like a hung batch.
+        note = f"waiting on a throttle hold, {seconds:.0f}s left" if seconds > 0 else host.client.progress_note()
+        report(finished[0], total, note)
+
+    return advance, waiting
+
+
+def _raise_if_wholly_failed(batch: BatchResult, *, single: bool) -> None:
+    errors = [outcome.error for outcome in batch if outcome.error is not None]
+    if not errors or batch.interrupted:
+        return
+    if single:
+        raise errors[0]
+    if len(errors) == len(batch) and all(isinstance(error, SETUP_FAILURES) for error in errors):
+        raise errors[0]
+
+
+def fetch(
+    host: Host,
+    invocation: Invocation,
+    identities: Sequence[Identity],
+    *,
+    on_progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> Fetched:
+    """Run ``invocation`` for ``identities`` (one, or a batch) and build its result.
+
+    ``on_progress`` replaces the magic's progress bar; setting ``stop`` ends the batch like Ctrl-C: what finished
+    is kept, the rest are ``not_fetched`` failures and ``batch.interrupted`` is true. Raises
+    :class:`amp_profile_magic.ProfileError` when the whole lookup failed (see ``SETUP_FAILURES``).
+    """
+    from amp_profile_magic._result import build_result
+
+    queries = checked(lambda: [invocation.query(identity) for identity in identities])
+    on_outcome, on_wait = _callbacks(host, len(set(queries)), on_progress)
+    batch = host.client.lookup_many(
+        queries,
+        on_outcome=on_outcome,
+        on_wait=on_wait,
+        cache=invocation.cache,  # type: ignore[arg-type]  # the grammar only makes the three policies
+        stop=stop,
+    )
+    _raise_if_wholly_failed(batch, single=len(identities) == 1)
+    result = build_result(invocation.sections, batch, max_rows=host.display_max_rows)
+    return Fetched(result, batch, result_summary(result))
+
+
+def bind(host: Host, name: str | None, result: Any) -> str | None:
+    """Put ``result`` in the user's namespace as ``name`` (``-o NAME``); the line that says so, or ``None``."""
+    if name is None or host.shell is None:
+        return None
+    host.shell.user_ns[name] = result
+    return f"{name} = {describe(result)}"
+
+
+def _failed(host: Host, error: exc.ProfileError) -> None:
+    display_error(error)
+    if host.raise_errors:
+        raise CellFailed(error) from None
+
+
+def run(host: Host, invocation: Invocation, identities: Sequence[Identity], *, single: bool) -> Any:
+    """What ``%ampprofile`` does with a parsed line: fetch, then the result, or a summary and the ``-o`` binding.
+
+    A failure shows the error panel and, under ``raise_errors``, ends the cell in error.
+    """
+    from IPython.display import display
+
+    if invocation.dry_run:
+        queries = checked(lambda: [invocation.query(identity) for identity in identities])
+        try:
+            plan = host.client.plan(queries, cache=invocation.cache)  # type: ignore[arg-type]
+        except exc.ProfileError as error:
+            return _failed(host, error)
+        print(plan.describe())
+        return None
+    try:
+        result, batch, summary = fetch(host, invocation, identities)
+    except exc.ProfileError as error:
+        return _failed(host, error)
+    if not single or batch.retries or batch.pacing.describe():
+        # A single lookup is quiet unless it needed retries: then its one summary line says how many.
+        display({"text/plain": summary}, raw=True)
+    # An interrupted cell cannot return a value, so its finished rows go to a name the message gives.
+    out = invocation.out or (PARTIAL_RESULT_NAME if batch.interrupted else None)
+    bound = bind(host, out, result)
+    if bound is not None:
+        display({"text/plain": bound}, raw=True)
+        result = None
+    if batch.interrupted:
+        fetched = len(batch) - batch.missing
+        raise BatchInterrupted(
+            f"{batch.missing} of {len(batch)} users not fetched; the {fetched} fetched are in {out} "
+            "(its failures list the missing ones)"
+        )
+    return result
+
+
+def result_summary(result: Any) -> str:
+    """The one-line batch summary stored on a result."""
+    summary = getattr(result, "summary", None)
+    if isinstance(summary, str):
+        return summary
+    return str(result.attrs.get("summary", ""))
+
+
+def describe(result: Any) -> str:
+    """``DataFrame 10 rows × 9 columns`` or ``ProfileResult recs 10×9, props 1×7``."""
+    if hasattr(result, "shape"):
+        rows, columns = result.shape
+        return f"DataFrame ({rows} rows × {columns} columns)"
+    shapes = ", ".join(f"{name} {len(frame)}×{frame.shape[1]}" for name, frame in result.items())
+    return f"ProfileResult ({shapes})"
