@@ -45,8 +45,10 @@ if TYPE_CHECKING:
         UnsupportedRegion,
     )
     from ._magics import profile_form
-    from ._models import Profile, Propensity, Recommendation
+    from ._models import Profile
     from ._query import ProfileQuery
+    from .sections.propensity import Propensity
+    from .sections.recs import Recommendation
 
 __version__ = "0.1.0"
 
@@ -91,8 +93,8 @@ _LAZY = {
     "Outcome": "._batch",
     "ProfileClient": "._client",
     "Profile": "._models",
-    "Propensity": "._models",
-    "Recommendation": "._models",
+    "Propensity": ".sections.propensity",
+    "Recommendation": ".sections.recs",
     "ProfileQuery": "._query",
     "profile_form": "._magics",
 }

@@ -23,10 +23,10 @@ from traitlets.config import Configurable
 
 from . import _exceptions as exc
 from ._batch import BatchResult, Outcome, PacingMeter
-from ._models import Profile, profile_from_responses
+from ._models import Profile
 from ._pacing import Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
-from ._query import ProfileQuery
+from ._query import ProfileQuery, profile_from_responses
 from ._secret import Secret, SecretTrait, SecretURLTrait, redact
 
 if TYPE_CHECKING:

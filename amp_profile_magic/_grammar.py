@@ -41,7 +41,8 @@ class Invocation:
     """
 
     sections: tuple[Section, ...]
-    fields: Mapping[str, Any]
+    #: Each chosen section's validated request, in the sections' order.
+    requests: tuple[tuple[Section, Any], ...]
     identity: Identity | None = None
     users_expr: str | None = None
     devices_expr: str | None = None
@@ -56,7 +57,7 @@ class Invocation:
     def query(self, identity: Identity) -> ProfileQuery:
         """The query for one identity; raises :class:`GrammarError` if the API would refuse it."""
         try:
-            return ProfileQuery(user_id=identity.user_id, device_id=identity.device_id, **self.fields)
+            return ProfileQuery(user_id=identity.user_id, device_id=identity.device_id, requests=self.requests)
         except InvalidQuery as error:
             raise GrammarError(str(error)) from None
 
@@ -193,11 +194,11 @@ def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool,
     return found
 
 
-def _section_fields(
+def _section_requests(
     sections: Mapping[str, Section], per_section: Mapping[str, Mapping[str, str | None]]
-) -> tuple[tuple[Section, ...], dict[str, Any]]:
+) -> tuple[tuple[Section, Any], ...]:
+    """Each section's request for its tokens; the section is the only validator of them."""
     chosen = []
-    fields: dict[str, Any] = {}
     for name, section in sections.items():
         if name not in per_section:
             continue
@@ -205,17 +206,13 @@ def _section_fields(
             first = next(iter(per_section[name]))
             raise GrammarError(f"{first} needs {section.keywords[0]}=… too")
         try:
-            section_fields = section.query_fields(per_section[name])
-        except SectionUsageError as error:
+            chosen.append((section, section.request(per_section[name])))
+        except (SectionUsageError, InvalidQuery) as error:
             raise GrammarError(str(error)) from None
-        extra = section_fields.pop("extra_params", ())
-        fields["extra_params"] = (*fields.get("extra_params", ()), *extra)
-        fields.update(section_fields)
-        chosen.append(section)
     if not chosen:
         what = ", ".join(section.keywords[0] for section in sections.values())
         raise GrammarError(f"nothing to fetch: add a section ({what})")
-    return tuple(chosen), fields
+    return tuple(chosen)
 
 
 def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = None) -> Invocation:
@@ -226,7 +223,7 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
     sections = available_sections()
     owner = {kw: section for section in sections.values() for kw in section.keywords}
     found = _read_tokens(split_words(line), owner, cell=cell, evaluate=evaluate)
-    chosen, fields = _section_fields(sections, found.per_section)
+    requests = _section_requests(sections, found.per_section)
     out = found.options.get("--out")
     if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
         raise GrammarError(f"-o {out!r}: not a valid Python variable name")
@@ -242,8 +239,8 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
     cache = "refresh" if "--refresh" in found.flags else "only" if "--store-only" in found.flags else "use"
     identity = found.identity
     invocation = Invocation(
-        sections=chosen,
-        fields=fields,
+        sections=tuple(section for section, _ in requests),
+        requests=requests,
         identity=Identity(identity.get("user"), identity.get("device")) if identity else None,
         users_expr=users_expr,
         devices_expr=devices_expr,
@@ -253,8 +250,8 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
         tokens=tuple(found.texts),
         keywords={key: value for tokens in found.per_section.values() for key, value in tokens.items()},
     )
-    # Validate now, before anything is sent: the identity if given, else the section fields alone.
-    invocation.query(invocation.identity or Identity(user_id="x"))
+    if invocation.identity is not None:
+        invocation.query(invocation.identity)  # the identity's own checks, before anything is sent
     return invocation
 
 

@@ -1,95 +1,101 @@
 """Typed profiles built from the API's ``userData`` responses: the one place where response values are checked.
 
-Every value a section's frame builder sees was validated here. A value that is not what the API documents is never
-coerced into another one (a string ``last_updated`` is not a missing timestamp, ``true`` is not 1970-01-01): the
-lookup fails with :class:`MalformedResponse` naming the field and the reason, and in a batch only that user fails.
+Each section reads its slice of a response with a :class:`Reader` (see :meth:`.sections.Section.read`), so every
+value a section's frame builder sees was validated. A value that is not what the API documents is never coerced
+into another one (a string ``last_updated`` is not a missing timestamp, ``true`` is not 1970-01-01): the lookup
+fails with :class:`MalformedResponse` naming the field and the reason, and in a batch only that user fails.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from ._exceptions import MalformedResponse
-from ._query import ProfileQuery
 from ._secret import Secret, redact
 
-__all__ = [
-    "MAX_DEPTH",
-    "PROPENSITY_RANGE",
-    "TIMESTAMP_RANGE",
-    "Profile",
-    "Propensity",
-    "Recommendation",
-    "profile_from_responses",
-]
+__all__ = ["MAX_DEPTH", "TIMESTAMP_RANGE", "Profile", "Reader", "declare_attributes"]
 
 #: Nesting levels a property or computation value may have. Amplitude's values are flat or shallow lists; a deeper
 #: one would only make pandas and IPython's display recurse until they fail.
 MAX_DEPTH = 32
 
-#: ``last_updated`` must fall in what a pandas ``datetime64[ns]`` column holds (1677-09-21 to 2262-04-11), a day of
+#: Timestamps must fall in what a pandas ``datetime64[ns]`` column holds (1677-09-21 to 2262-04-11), a day of
 #: margin on each side.
 TIMESTAMP_RANGE = (datetime(1677, 9, 22, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC))
-
-#: A propensity is a score in [0, 1] or a percentile in [0, 100]; the API's ``prop_type`` echo is unreliable, so both
-#: types are held to the wider range.
-PROPENSITY_RANGE = (0.0, 100.0)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_RANGE = (TIMESTAMP_RANGE[0].timestamp(), TIMESTAMP_RANGE[1].timestamp())
 _QUOTE_LIMIT = 40
 
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """One recommendation list, as the API returns it; ``last_updated`` is a UTC datetime."""
-
-    rec_id: str
-    child_rec_id: str | None
-    items: tuple[str, ...]
-    is_control: bool | None
-    recommendation_source: str | None
-    last_updated: datetime | None
+#: The profile attributes sections fill (``recommendations``, ``properties``, a plugin's own): one not asked is None.
+_ATTRIBUTES: set[str] = set()
 
 
-@dataclass(frozen=True, slots=True)
-class Propensity:
-    """One prediction's propensity for a user.
-
-    ``propensity_type`` is the type that was *requested*: the API's own ``prop_type`` echo is unreliable.
-    """
-
-    prediction_id: str
-    propensity_type: str
-    value: float | None
+def declare_attributes(names: Iterable[str]) -> None:
+    """Make ``names`` profile attributes (None on a profile whose lookup did not ask for them); sections call it."""
+    _ATTRIBUTES.update(names)
 
 
-@dataclass(frozen=True, slots=True)
 class Profile:
-    """Everything one lookup returned for a user; a section that was not asked for is ``None``.
+    """Everything one lookup returned for a user: its ids, and each asked section's slice as an attribute.
 
     ``user_id`` and ``device_id`` are the response's ids; an id the response leaves out is the query's, so every
-    profile traces back to what was asked.
+    profile traces back to what was asked. Each section declares the attributes its slice fills
+    (``profile.recommendations``, ``profile.properties``, …); an attribute of a section that was not asked is None.
     """
 
-    user_id: str | None
-    device_id: str | None
-    recommendations: tuple[Recommendation, ...] | None = None
-    properties: Mapping[str, Any] | None = None
-    cohort_ids: tuple[str, ...] | None = None
-    computations: Mapping[str, Any] | None = None
-    propensities: tuple[Propensity, ...] | None = None
-    #: The API's scalar ``propensity`` (when propensities were asked): the value when one prediction id was asked.
-    propensity: float | None = None
-    #: The main response's ``userData`` as received, for section plugins that read fields of their own.
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    __slots__ = ("_slices", "device_id", "raw", "user_id")
+
+    def __init__(
+        self,
+        user_id: str | None,
+        device_id: str | None,
+        *,
+        raw: Mapping[str, Any] | None = None,
+        **slices: Any,
+    ) -> None:
+        self.user_id = user_id
+        self.device_id = device_id
+        #: The main response's ``userData`` as received.
+        self.raw: Mapping[str, Any] = raw if raw is not None else {}
+        # None is "not asked" (or nothing there): it is what a missing attribute reads as, so it is not kept.
+        self._slices: dict[str, Any] = {name: value for name, value in slices.items() if value is not None}
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            slices = self._slices
+            if name in slices:
+                return slices[name]
+            if name in _ATTRIBUTES:
+                return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Profile):
+            return NotImplemented
+        return (self.user_id, self.device_id, self._slices) == (other.user_id, other.device_id, other._slices)
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts, like the dataclass it replaced
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.user_id, self.device_id, dict(self.raw), self._slices)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        user_id, device_id, raw, slices = state
+        Profile.__init__(self, user_id, device_id, raw=raw, **slices)
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self._slices]
+
+    def __repr__(self) -> str:
+        slices = "".join(f", {name}={value!r}" for name, value in self._slices.items())
+        return f"Profile(user_id={self.user_id!r}, device_id={self.device_id!r}{slices})"
 
 
-class _Reader:
+class Reader:
     """Reads one lookup's responses into typed values, failing with the field's path and the reason."""
 
     def __init__(self, secret: Secret | None) -> None:
@@ -204,17 +210,6 @@ class _Reader:
         span = f"outside the timestamps a pandas column holds ({low:%Y-%m-%d} to {high:%Y-%m-%d})"
         self.fail(path, f"is {self.describe(value)}{unit}, {span}")
 
-    def propensity(self, value: object, path: str) -> float | None:
-        low, high = PROPENSITY_RANGE
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(path, f"is {self.describe(value)}, not a number or null")
-        # Compared as is: float() of a 400-digit integer would raise OverflowError.
-        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
-            self.fail(path, f"is {self.describe(value)}, not a propensity (a number from {low:g} to {high:g})")
-        return float(value)
-
     # -- containers ---------------------------------------------------------------------------------------------
 
     def listing(self, value: object, path: str) -> list[Any]:
@@ -258,7 +253,7 @@ class _Reader:
                 children = item.values() if isinstance(item, dict) else item
                 pending.extend((child, depth + 1) for child in children)
 
-    # -- sections -----------------------------------------------------------------------------------------------
+    # -- the envelope -------------------------------------------------------------------------------------------
 
     def user_data(self, payload: object) -> Mapping[str, Any]:
         # JSON objects are checked as dicts (what json.loads gives): the Mapping ABC costs several times more a value.
@@ -268,76 +263,3 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail("userData", f"is {self.describe(data)}, not an object")
         return data
-
-    def recommendations(self, raw: object) -> tuple[Recommendation, ...]:
-        recs = []
-        for index, entry in enumerate(self.listing(raw, "recommendations")):
-            path = f"recommendations[{index}]"
-            if not isinstance(entry, dict):
-                self.fail(path, f"is {self.describe(entry)}, not an object")
-            rec_id = self.identifier(entry.get("rec_id"), f"{path}.rec_id")
-            items = self.listing(entry.get("items"), f"{path}.items")
-            recs.append(
-                Recommendation(
-                    rec_id=rec_id,
-                    child_rec_id=self.optional_identifier(entry.get("child_rec_id"), f"{path}.child_rec_id"),
-                    items=self.identifiers(items, f"{path}.items"),
-                    is_control=self.flag(entry.get("is_control"), f"{path}.is_control"),
-                    recommendation_source=self.text(
-                        entry.get("recommendation_source"), f"{path}.recommendation_source"
-                    ),
-                    last_updated=self.timestamp(entry.get("last_updated"), f"{path}.last_updated"),
-                )
-            )
-        return tuple(recs)
-
-    def cohorts(self, raw: object) -> tuple[str, ...]:
-        return self.identifiers(self.listing(raw, "cohort_ids"), "cohort_ids")
-
-    def propensities(self, data: Mapping[str, Any], query: ProfileQuery) -> tuple[tuple[Propensity, ...], float | None]:
-        scalar = self.propensity(data.get("propensity"), "propensity")
-        by_id: dict[str, float | None] = {}
-        raw = data.get("propensities")
-        if raw is not None:
-            for index, entry in enumerate(self.listing(raw, "propensities")):
-                path = f"propensities[{index}]"
-                if not isinstance(entry, dict):
-                    self.fail(path, f"is {self.describe(entry)}, not an object")
-                pred_id = self.identifier(entry.get("pred_id"), f"{path}.pred_id")
-                by_id[pred_id] = self.propensity(entry.get("prop"), f"{path}.prop")
-        elif len(query.prediction_ids) == 1 and scalar is not None:
-            by_id[query.prediction_ids[0]] = scalar
-        # One entry per requested id, in request order: an id the API left out is reported, not dropped.
-        entries = tuple(
-            Propensity(prediction_id=pred_id, propensity_type=query.propensity_type, value=by_id.get(pred_id))
-            for pred_id in query.prediction_ids
-        )
-        return entries, scalar
-
-
-def profile_from_responses(query: ProfileQuery, payloads: Sequence[object], *, secret: Secret | None = None) -> Profile:
-    """Build a :class:`Profile` from the JSON bodies of ``query.requests``, in the same order.
-
-    Only the sections ``query`` asked for are read. Raises :class:`MalformedResponse`, whose ``field`` names the
-    offending value, when a body does not have the documented shape; ``secret`` is masked in its message.
-    """
-    reader = _Reader(secret)
-    main = reader.user_data(payloads[0])
-    comps_data = reader.user_data(payloads[1]) if len(payloads) > 1 else main
-    # The response's ids win; the query's fill in the ones it leaves out (null, absent or empty).
-    user_id = reader.optional_identifier(main.get("user_id"), "user_id") or query.user_id
-    device_id = reader.optional_identifier(main.get("device_id"), "device_id") or query.device_id
-    propensities, scalar = reader.propensities(main, query) if query.prediction_ids else (None, None)
-    return Profile(
-        user_id=user_id,
-        device_id=device_id,
-        recommendations=reader.recommendations(main.get("recommendations")) if query.rec_ids else None,
-        properties=reader.json_values(main.get("amp_props"), "amp_props") if query.props else None,
-        cohort_ids=reader.cohorts(main.get("cohort_ids")) if query.cohorts else None,
-        computations=(
-            reader.json_values(comps_data.get("amp_props"), "amp_props") if query.wants_computations else None
-        ),
-        propensities=propensities,
-        propensity=scalar,
-        raw=main,
-    )

@@ -1,150 +1,166 @@
-"""What one lookup asks for, validated before anything is sent."""
+"""What one lookup asks for (an identity and each section's validated request), the requests that sends, and the
+profile its responses make.
+
+A query is planned from what its sections declare, and names none of them. Sections share a request unless they
+read a common ``userData`` field: the API answers such a request with one merged value that cannot be split back,
+so the later of two such sections (in the installed sections' order) goes in a request of its own. A section that
+may be split off that way is planned last even when it is not, so the other sections' parameters keep their
+order whether or not it is asked.
+"""
 
 from __future__ import annotations
 
-import numbers
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import InvalidQuery
+from ._models import Profile, Reader
+from .sections import Section, available_sections
+from .sections._base import Params, clean_id
 
-__all__ = ["PROPENSITY_TYPES", "REC_TYPES", "ProfileQuery"]
+if TYPE_CHECKING:
+    from ._secret import Secret
 
-REC_TYPES = ("model", "random")
-PROPENSITY_TYPES = ("score", "pct")
+__all__ = ["ProfileQuery", "profile_from_responses"]
 
-RecType = Literal["model", "random"]
-PropensityType = Literal["score", "pct"]
-
-
-#: Parameters that hold one id: a comma in them is part of the id, not a separator.
-SINGLE_ID_PARAMETERS = ("user_id", "device_id")
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _clean_id(parameter: str, value: object) -> str:
-    """The id exactly as given (never stripped or re-read), or :class:`InvalidQuery` saying why it cannot be sent."""
-    if isinstance(value, bool) or not isinstance(value, str | numbers.Integral):
-        raise InvalidQuery(parameter, f"expected a string id, got {type(value).__name__}")
-    text = str(value) if isinstance(value, str) else str(int(value))
-    if not text.strip():
-        raise InvalidQuery(parameter, f"{'blank' if text else 'empty'} id")
-    if "," in text and parameter not in SINGLE_ID_PARAMETERS:
-        raise InvalidQuery(parameter, f"{text!r} contains a comma, which the API uses to separate ids")
-    if LONE_SURROGATE.search(text):
-        # A lone surrogate (e.g. from a mis-decoded file) has no UTF-8 form, so it cannot go into a URL.
-        raise InvalidQuery(parameter, f"{text!r} is not valid Unicode text (it holds a lone surrogate)")
-    return text
+#: Each section's requests by their requests, planned once: a batch's queries differ only in their identity.
+_PLANS: dict[tuple[tuple[Section, Any], ...], tuple[tuple[Params, tuple[int, ...]], ...]] = {}
+#: The installed sections (``available_sections()``) the plans were made for.
+_planned_for: object = None
 
 
-def _clean_ids(parameter: str, values: Iterable[object] | None) -> tuple[str, ...]:
-    if values is None:
-        return ()
-    if isinstance(values, str):
-        # A comma-separated string is list syntax ("a, b"): the spaces after its commas are not part of the ids.
-        values = [part.strip() for part in values.split(",")]
-    elif isinstance(values, bytes) or not isinstance(values, Iterable):
-        kind = type(values).__name__
-        raise InvalidQuery(parameter, f"expected a list of ids or a comma-separated string, not {kind}")
-    cleaned = tuple(_clean_id(parameter, value) for value in values)
-    # The API answers each id once; asking twice would only duplicate rows.
-    return tuple(dict.fromkeys(cleaned))
+def _plan(asked: tuple[tuple[Section, Any], ...]) -> tuple[tuple[Params, tuple[int, ...]], ...]:
+    """Per request: the section parameters it carries, and the indexes (into ``asked``) of the sections it answers."""
+    global _planned_for
+    installed = available_sections()
+    if _planned_for is not installed or len(_PLANS) > 256:  # other sections since; or many lines planned
+        _PLANS.clear()
+        _planned_for = installed
+    plan = _PLANS.get(asked)
+    if plan is not None:
+        return plan
+    # A section reading a field that an earlier installed section reads too is planned after every other one.
+    earlier: dict[Section, set[str]] = {}
+    seen: set[str] = set()
+    for section in installed.values():
+        earlier[section] = set(seen)
+        seen.update(section.reads)
+    later = {index for index, (section, _) in enumerate(asked) if earlier.get(section, seen) & set(section.reads)}
+    order = [index for index in range(len(asked)) if index not in later] + sorted(later)
+    groups: list[tuple[set[str], list[int]]] = []
+    for index in order:
+        reads = set(asked[index][0].reads)
+        group = next((group for group in groups if not group[0] & reads), None)
+        if group is None:
+            group = (set(), [])
+            groups.append(group)
+        group[0].update(reads)
+        group[1].append(index)
+    plan = tuple(
+        (tuple(pair for index in members for pair in asked[index][0].params(asked[index][1])), tuple(members))
+        for _, members in groups
+    ) or (((), ()),)
+    _PLANS[asked] = plan
+    return plan
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ProfileQuery:
-    """One user's (or device's) lookup: who, and which sections of the profile.
+    """One user's (or device's) lookup: who, and each asked section's validated request. Hashable and immutable.
 
-    Construction validates everything the API would otherwise reject or silently ignore, and raises
-    :class:`InvalidQuery` naming the bad parameter. Queries are hashable, so a batch can send duplicates once.
+    ``ProfileQuery(user_id="12345", rec_ids=["a"], props=True)`` routes each keyword to the section that declares
+    it (its request type's field) and validates it there; :class:`InvalidQuery` names a bad parameter and nothing
+    is sent. ``requests=`` passes requests already built (``{section: request}``, as the grammar does). A keyword
+    of a section reads back as an attribute (``query.rec_ids``), its default when the section was not asked.
     """
 
-    user_id: str | None = None
-    device_id: str | None = None
-    rec_ids: tuple[str, ...] = ()
-    rec_type: RecType | None = None
-    props: bool = False
-    cohorts: bool = False
-    comps: bool = False
-    comp_ids: tuple[str, ...] = ()
-    prediction_ids: tuple[str, ...] = ()
-    propensity_type: PropensityType = "score"
-    #: Further query parameters for the main request, added by section plugins beyond the built-in five.
-    extra_params: tuple[tuple[str, str], ...] = ()
-    _requests: tuple[tuple[tuple[str, str], ...], ...] = field(init=False, repr=False, compare=False)
+    __slots__ = ("_hash", "_plan", "_sections", "device_id", "user_id")
 
-    def __post_init__(self) -> None:
+    user_id: str | None
+    device_id: str | None
+    _sections: tuple[tuple[Section, Any], ...]
+    _plan: tuple[tuple[Params, tuple[int, ...]], ...]
+    _hash: int
+
+    def __init__(
+        self,
+        *,
+        user_id: object = None,
+        device_id: object = None,
+        requests: Mapping[Section, Any] | Iterable[tuple[Section, Any]] = (),
+        **arguments: Any,
+    ) -> None:
         set_ = object.__setattr__
-        user_id = None if self.user_id is None else _clean_id("user_id", self.user_id)
-        device_id = None if self.device_id is None else _clean_id("device_id", self.device_id)
-        if user_id is None and device_id is None:
+        set_(self, "user_id", None if user_id is None else clean_id("user_id", user_id))
+        set_(self, "device_id", None if device_id is None else clean_id("device_id", device_id))
+        if self.user_id is None and self.device_id is None:
             raise InvalidQuery("user_id", "give a user_id or a device_id (or both)")
-        set_(self, "user_id", user_id)
-        set_(self, "device_id", device_id)
-        for flag in ("props", "cohorts", "comps"):
-            # A string like "false" is truthy: only real booleans say what was meant.
-            if not isinstance(getattr(self, flag), bool):
-                raise InvalidQuery(flag, f"expected True or False, got {type(getattr(self, flag)).__name__}")
-        set_(self, "rec_ids", _clean_ids("rec_id", self.rec_ids))
-        set_(self, "comp_ids", _clean_ids("comp_id", self.comp_ids))
-        set_(self, "prediction_ids", _clean_ids("prediction_id", self.prediction_ids))
-        if self.rec_type is not None and self.rec_type not in REC_TYPES:
-            raise InvalidQuery("rec_type", f"{self.rec_type!r} is not one of {', '.join(REC_TYPES)}")
-        if self.rec_type is not None and not self.rec_ids:
-            raise InvalidQuery("rec_type", "only applies to recommendations: give rec ids too")
-        if self.propensity_type not in PROPENSITY_TYPES:
-            raise InvalidQuery(
-                "propensity_type", f"{self.propensity_type!r} is not one of {', '.join(PROPENSITY_TYPES)}"
-            )
-        if self.propensity_type != "score" and not self.prediction_ids:
-            # "score" is the default, so only an explicit other type can be told apart from "not given".
-            raise InvalidQuery("propensity_type", "only applies to propensities: give prediction ids too")
-        set_(self, "_requests", self._plan())
+        given = dict(requests.items() if isinstance(requests, Mapping) else requests)
+        known = available_sections().values()
+        if arguments:
+            for section in known:
+                mine = {name: arguments.pop(name) for name in section.arguments if name in arguments}
+                if mine:
+                    given[section] = section.request_type(**mine)
+            if arguments:
+                raise TypeError(f"ProfileQuery got unexpected keyword argument {next(iter(arguments))!r}")
+        # In the sections' order whichever way they were given, so equal lookups are equal queries.
+        ordered = [section for section in known if section in given]
+        ordered += [section for section in given if section not in ordered]
+        asked = tuple((section, given[section]) for section in ordered if section.asked(given[section]))
+        set_(self, "_sections", asked)
+        set_(self, "_plan", _plan(asked))
+        set_(self, "_hash", hash((self.user_id, self.device_id, asked)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ProfileQuery is immutable: cannot set {name!r}")
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            for section in available_sections().values():
+                if name in section.arguments:
+                    request = self.request(section)
+                    return getattr(request if request is not None else section.request_type(), name)
+        raise AttributeError(f"'ProfileQuery' object has no attribute {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProfileQuery):
+            return NotImplemented
+        return (self.user_id, self.device_id, self._sections) == (other.user_id, other.device_id, other._sections)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.user_id, self.device_id, self._sections))
+
+    def __repr__(self) -> str:
+        # Also for a query whose construction failed half-way (a traceback shown with its locals).
+        get = object.__getattribute__
+        try:
+            user_id, device_id, sections = get(self, "user_id"), get(self, "device_id"), get(self, "_sections")
+        except AttributeError:
+            return "<ProfileQuery, invalid>"
+        asked = "".join(f", {section.name}={request!r}" for section, request in sections)
+        return f"ProfileQuery(user_id={user_id!r}, device_id={device_id!r}{asked})"
 
     @property
-    def wants_computations(self) -> bool:
-        """Whether any computation (all of them, or chosen ids) was asked for."""
-        return self.comps or bool(self.comp_ids)
+    def sections(self) -> tuple[Section, ...]:
+        """The sections this query asks for."""
+        return tuple(section for section, _ in self._sections)
 
-    def _plan(self) -> tuple[tuple[tuple[str, str], ...], ...]:
-        identity: list[tuple[str, str]] = []
+    def request(self, section: Section) -> Any:
+        """``section``'s validated request in this query, or None when it is not asked."""
+        return next((request for asked, request in self._sections if asked is section), None)
+
+    @property
+    def requests(self) -> tuple[Params, ...]:
+        """The query strings (as ordered pairs) this lookup sends, in order (see the module's doc)."""
+        identity: Params = ()
         if self.user_id is not None:
-            identity.append(("user_id", self.user_id))
+            identity += (("user_id", self.user_id),)
         if self.device_id is not None:
-            identity.append(("device_id", self.device_id))
-        main = list(identity)
-        if self.rec_ids:
-            main += [("get_recs", "true"), ("rec_id", ",".join(self.rec_ids))]
-            if self.rec_type is not None:
-                main.append(("rec_type", self.rec_type))
-        if self.props:
-            main.append(("get_amp_props", "true"))
-        if self.cohorts:
-            main.append(("get_cohort_ids", "true"))
-        if self.prediction_ids:
-            main += [
-                ("get_propensity", "true"),
-                ("prediction_id", ",".join(self.prediction_ids)),
-                ("propensity_type", self.propensity_type),
-            ]
-        main += list(self.extra_params)
-        computations: list[tuple[str, str]] = []
-        if self.wants_computations:
-            computations.append(("get_computations", "true"))
-            if self.comp_ids:
-                computations.append(("comp_id", ",".join(self.comp_ids)))
-        if self.props and computations:
-            # The API returns user properties and computations merged into one `amp_props` dict, and the
-            # response alone cannot tell which key is which: ask for computations in a request of their own.
-            return (tuple(main), tuple(identity + computations))
-        return (tuple(main + computations),)
-
-    @property
-    def requests(self) -> tuple[tuple[tuple[str, str], ...], ...]:
-        """The query strings (as ordered pairs) this lookup sends: one, or two when props and comps are both asked."""
-        return self._requests
+            identity += (("device_id", self.device_id),)
+        return tuple(identity + params for params, _ in self._plan)
 
     def describe(self) -> str:
         """Name the looked-up identity the way error messages and failure tables do."""
@@ -154,3 +170,28 @@ class ProfileQuery:
         if self.device_id is not None:
             parts.append(f"device {self.device_id}")
         return ", ".join(parts)
+
+
+def _rebuild(user_id: str | None, device_id: str | None, sections: tuple[tuple[Section, Any], ...]) -> ProfileQuery:
+    return ProfileQuery(user_id=user_id, device_id=device_id, requests=sections)
+
+
+def profile_from_responses(query: ProfileQuery, payloads: Sequence[object], *, secret: Secret | None = None) -> Profile:
+    """Build a :class:`Profile` from the JSON bodies of ``query.requests``, in the same order.
+
+    Each asked section reads its slice from the body of the request that carried it. Raises
+    :class:`MalformedResponse`, whose ``field`` names the offending value, when a body does not have the
+    documented shape; ``secret`` is masked in its message.
+    """
+    reader = Reader(secret)
+    datas = [reader.user_data(payload) for payload in payloads]
+    main = datas[0]
+    # The response's ids win; the query's fill in the ones it leaves out (null, absent or empty).
+    user_id = reader.optional_identifier(main.get("user_id"), "user_id") or query.user_id
+    device_id = reader.optional_identifier(main.get("device_id"), "device_id") or query.device_id
+    slices: dict[str, Any] = {}
+    for (_, members), data in zip(query._plan, datas, strict=True):
+        for index in members:
+            section, request = query._sections[index]
+            slices.update(section.read(data, request, reader))
+    return Profile(user_id, device_id, raw=main, **slices)

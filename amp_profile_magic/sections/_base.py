@@ -1,20 +1,53 @@
-"""What a section plugin is: grammar keywords in, query parameters out, responses to a DataFrame."""
+"""What a section plugin is: its keywords and their validation, its request, its slice of a response, its frame.
+
+A section declares everything the core needs about it, so the core (grammar, query, planning, client, models,
+form, magics) names none:
+
+- ``keywords`` and ``usage`` (help lines), and :meth:`Section.request`, the only validator of its tokens;
+- ``request_type``, a frozen dataclass whose fields are the section's keyword arguments of
+  ``ProfileClient.lookup(...)`` and whose construction validates them (a request equal to ``request_type()`` is
+  "not asked");
+- :meth:`Section.params`, the query parameters its request adds, and ``reads``, the ``userData`` fields its slice
+  is read from (two sections reading a common field never share a request);
+- :meth:`Section.read`, its slice of a response as ``attributes`` of the profile, and :meth:`Section.frame`, rows;
+- :meth:`Section.controls`, its form controls.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from amp_profile_magic._query import ProfileQuery
+from amp_profile_magic._exceptions import InvalidQuery
+from amp_profile_magic._models import declare_attributes
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from amp_profile_magic._models import Profile
+    from amp_profile_magic._models import Profile, Reader
 
-__all__ = ["Control", "Section", "SectionUsageError"]
+__all__ = [
+    "Control",
+    "Params",
+    "Section",
+    "SectionUsageError",
+    "clean_id",
+    "clean_ids",
+    "identity_columns",
+    "split_ids",
+]
+
+#: A request's query parameters, as ordered pairs.
+Params = tuple[tuple[str, str], ...]
+
+#: Parameters that hold one id: a comma in them is part of the id, not a separator.
+SINGLE_ID_PARAMETERS = ("user_id", "device_id")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SectionUsageError(ValueError):
@@ -42,30 +75,54 @@ class Control:
 
 
 class Section(ABC):
-    """A part of a profile that ``%ampprofile`` can ask for and turn into one DataFrame.
+    """A part of a profile that ``%ampprofile`` and ``ProfileClient.lookup`` can ask for (see the module's doc).
 
-    Subclasses declare the grammar keywords they own, translate those tokens into :class:`ProfileQuery` fields,
-    and build their frame from the profiles of a lookup or batch. Register one under the entry-point group
-    ``amp_profile_magic.sections`` (or with :func:`amp_profile_magic.sections.register`).
+    Register one under the entry-point group ``amp_profile_magic.sections`` (or with
+    :func:`amp_profile_magic.sections.register`).
     """
 
     #: The result key and the section's name in help, panels and the form.
     name: ClassVar[str]
     #: The grammar keywords this section owns; the first one switches the section on.
     keywords: ClassVar[tuple[str, ...]]
-    #: One help line per keyword, shown by ``%ampprofile?``.
+    #: Help lines (``keyword=…   what it does``), shown by ``%ampprofile?``, ``--sections`` and the README.
     usage: ClassVar[tuple[str, ...]]
+    #: The ``userData`` fields this section's slice is read from.
+    reads: ClassVar[tuple[str, ...]] = ()
+    #: The profile attributes :meth:`read` fills; None on a profile whose lookup did not ask for this section.
+    attributes: ClassVar[tuple[str, ...]] = ()
+    #: A frozen dataclass: its fields are this section's keyword arguments of ``ProfileClient.lookup``, its
+    #: construction validates them (raising :class:`~amp_profile_magic.InvalidQuery`), and its default is "not asked".
+    request_type: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_attributes(cls.attributes)
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """The keyword arguments of ``ProfileClient.lookup(...)`` this section takes: its request's fields."""
+        return tuple(field.name for field in dataclasses.fields(self.request_type))
+
+    def asked(self, request: Any) -> bool:
+        """Whether ``request`` asks for anything: it differs from the default request."""
+        return bool(request != self.request_type())
 
     @abstractmethod
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
-        """Turn this section's tokens (keyword → value, ``None`` for a bare keyword) into ProfileQuery fields.
+    def request(self, tokens: Mapping[str, str | None]) -> Any:
+        """This section's request for its tokens (keyword → value, ``None`` for a bare keyword).
 
-        Raise :class:`SectionUsageError` naming the token when a value is unusable.
+        Raise :class:`SectionUsageError` naming the token when a value is unusable (the request type's own
+        validation raises :class:`~amp_profile_magic.InvalidQuery`).
         """
 
     @abstractmethod
-    def requested(self, query: ProfileQuery) -> bool:
-        """Whether ``query`` asks for this section."""
+    def params(self, request: Any) -> Params:
+        """The query parameters ``request`` adds to the request that carries this section."""
+
+    @abstractmethod
+    def read(self, data: Mapping[str, Any], request: Any, reader: Reader) -> dict[str, Any]:
+        """This section's slice of one response's ``userData``, validated with ``reader``: attribute → value."""
 
     @abstractmethod
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
@@ -74,6 +131,45 @@ class Section(ABC):
     def controls(self) -> tuple[Control, ...]:
         """The form controls for this section; none by default, so a section without them is magic-only."""
         return ()
+
+    def __repr__(self) -> str:
+        return f"<section {self.name}>"
+
+
+def clean_id(parameter: str, value: object) -> str:
+    """The id exactly as given (never stripped or re-read), or :class:`InvalidQuery` saying why it cannot be sent."""
+    if isinstance(value, bool) or not isinstance(value, str | numbers.Integral):
+        raise InvalidQuery(parameter, f"expected a string id, got {type(value).__name__}")
+    text = str(value) if isinstance(value, str) else str(int(value))
+    if not text.strip():
+        raise InvalidQuery(parameter, f"{'blank' if text else 'empty'} id")
+    if "," in text and parameter not in SINGLE_ID_PARAMETERS:
+        raise InvalidQuery(parameter, f"{text!r} contains a comma, which the API uses to separate ids")
+    if LONE_SURROGATE.search(text):
+        # A lone surrogate (e.g. from a mis-decoded file) has no UTF-8 form, so it cannot go into a URL.
+        raise InvalidQuery(parameter, f"{text!r} is not valid Unicode text (it holds a lone surrogate)")
+    return text
+
+
+def clean_ids(parameter: str, values: Iterable[object] | None) -> tuple[str, ...]:
+    """A list of ids (or a comma-separated string) as a tuple of clean ids, duplicates dropped."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        # A comma-separated string is list syntax ("a, b"): the spaces after its commas are not part of the ids.
+        values = [part.strip() for part in values.split(",")]
+    elif isinstance(values, bytes) or not isinstance(values, Iterable):
+        kind = type(values).__name__
+        raise InvalidQuery(parameter, f"expected a list of ids or a comma-separated string, not {kind}")
+    cleaned = tuple(clean_id(parameter, value) for value in values)
+    # The API answers each id once; asking twice would only duplicate rows.
+    return tuple(dict.fromkeys(cleaned))
+
+
+def check_flag(name: str, value: object) -> None:
+    """Refuse a flag that is not a real boolean: a string like "false" is truthy."""
+    if not isinstance(value, bool):
+        raise InvalidQuery(name, f"expected True or False, got {type(value).__name__}")
 
 
 def split_ids(keyword: str, value: str | None) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ log = logging.getLogger("amp_profile_magic")
 
 _registered: dict[str, Section] = {}
 _discovered: dict[str, Section] | None = None
+_ordered: dict[str, Section] | None = None
 
 
 def _discover() -> dict[str, Section]:
@@ -46,30 +47,38 @@ def _discover() -> dict[str, Section]:
 
 
 def available_sections() -> dict[str, Section]:
-    """Every section by name: built-ins first in their documented order, then plugins, then run-time ones."""
-    global _discovered
-    if _discovered is None:
-        _discovered = _discover()
-    merged = {**_discovered, **_registered}
-    ordered = {name: merged[name] for name in BUILTIN_ORDER if name in merged}
-    ordered.update({name: section for name, section in merged.items() if name not in ordered})
-    return ordered
+    """Every section by name: built-ins first in their documented order, then plugins, then run-time ones.
+
+    The same dict until the sections change (every query asks for it): do not modify it.
+    """
+    global _discovered, _ordered
+    if _ordered is None:
+        if _discovered is None:
+            _discovered = _discover()
+        merged = {**_discovered, **_registered}
+        _ordered = {name: merged[name] for name in BUILTIN_ORDER if name in merged}
+        _ordered.update({name: section for name, section in merged.items() if name not in _ordered})
+    return _ordered
 
 
 def register(section: Section) -> None:
     """Add (or replace) a section for this process, as if an installed package declared its entry point."""
     if not isinstance(section, Section):
         raise TypeError(f"expected a Section instance, got {type(section).__name__}")
+    global _ordered
     _registered[section.name] = section
+    _ordered = None
 
 
 def unregister(name: str) -> None:
     """Remove a section added with :func:`register`; unknown names are ignored."""
+    global _ordered
     _registered.pop(name, None)
+    _ordered = None
 
 
 def reset() -> None:
     """Forget run-time registrations and rediscover entry points on next use (tests' clean slate)."""
-    global _discovered
+    global _discovered, _ordered
     _registered.clear()
-    _discovered = None
+    _discovered = _ordered = None

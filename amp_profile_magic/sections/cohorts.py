@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from amp_profile_magic._query import ProfileQuery
-
-from ._base import Control, Section, SectionUsageError
+from ._base import Control, Params, Section, SectionUsageError, check_flag
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from amp_profile_magic._models import Profile
+    from amp_profile_magic._models import Profile, Reader
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CohortsRequest:
+    """``cohorts=True`` asks for the user's cohort memberships."""
+
+    cohorts: bool = False
+
+    def __post_init__(self) -> None:
+        check_flag("cohorts", self.cohorts)
 
 
 class CohortsSection(Section):
@@ -21,14 +30,20 @@ class CohortsSection(Section):
     name = "cohorts"
     keywords = ("cohorts",)
     usage = ("cohorts                cohort memberships, one row each",)
+    reads = ("cohort_ids",)
+    attributes = ("cohort_ids",)
+    request_type = CohortsRequest
 
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
+    def request(self, tokens: Mapping[str, str | None]) -> CohortsRequest:
         if tokens["cohorts"] is not None:
             raise SectionUsageError(f"cohorts={tokens['cohorts']}: cohorts takes no value")
-        return {"cohorts": True}
+        return CohortsRequest(cohorts=True)
 
-    def requested(self, query: ProfileQuery) -> bool:
-        return query.cohorts
+    def params(self, request: CohortsRequest) -> Params:
+        return (("get_cohort_ids", "true"),)
+
+    def read(self, data: Mapping[str, Any], request: CohortsRequest, reader: Reader) -> dict[str, Any]:
+        return {"cohort_ids": reader.identifiers(reader.listing(data.get("cohort_ids"), "cohort_ids"), "cohort_ids")}
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
         import pandas as pd

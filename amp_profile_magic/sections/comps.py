@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from amp_profile_magic._query import ProfileQuery
-
-from ._base import Control, Section, split_ids
+from ._base import Control, Params, Section, check_flag, clean_ids, split_ids
 from .props import properties_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from amp_profile_magic._models import Profile
+    from amp_profile_magic._models import Profile, Reader
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompsRequest:
+    """``comps=True`` asks for every computation, ``comp_ids`` (a list or a comma-separated string) for some."""
+
+    comps: bool = False
+    comp_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_flag("comps", self.comps)
+        object.__setattr__(self, "comp_ids", clean_ids("comp_id", self.comp_ids))
 
 
 class CompsSection(Section):
@@ -30,14 +41,22 @@ class CompsSection(Section):
         "comps=ID[,ID...]       only these computation ids",
     )
 
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
+    reads = ("amp_props",)
+    attributes = ("computations",)
+    request_type = CompsRequest
+
+    def request(self, tokens: Mapping[str, str | None]) -> CompsRequest:
         value = tokens["comps"]
         if value is None:
-            return {"comps": True}
-        return {"comp_ids": split_ids("comps", value)}
+            return CompsRequest(comps=True)
+        return CompsRequest(comp_ids=split_ids("comps", value))
 
-    def requested(self, query: ProfileQuery) -> bool:
-        return query.wants_computations
+    def params(self, request: CompsRequest) -> Params:
+        ids = (("comp_id", ",".join(request.comp_ids)),) if request.comp_ids else ()
+        return (("get_computations", "true"), *ids)
+
+    def read(self, data: Mapping[str, Any], request: CompsRequest, reader: Reader) -> dict[str, Any]:
+        return {"computations": reader.json_values(data.get("amp_props"), "amp_props")}
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
         frame = properties_frame(profiles, [profile.computations or {} for profile in profiles], prefix="comp:")

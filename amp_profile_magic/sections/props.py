@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from amp_profile_magic._query import ProfileQuery
-
-from ._base import Control, Section, SectionUsageError, identity_columns
+from ._base import Control, Params, Section, SectionUsageError, check_flag, identity_columns
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from amp_profile_magic._models import Profile
+    from amp_profile_magic._models import Profile, Reader
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PropsRequest:
+    """``props=True`` asks for the user's properties."""
+
+    props: bool = False
+
+    def __post_init__(self) -> None:
+        check_flag("props", self.props)
 
 
 class PropsSection(Section):
@@ -20,15 +29,22 @@ class PropsSection(Section):
 
     name = "props"
     keywords = ("props",)
-    usage = ("props                  user properties, one column each",)
+    usage = ("props                  user properties, one column each, native types",)
 
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
+    reads = ("amp_props",)
+    attributes = ("properties",)
+    request_type = PropsRequest
+
+    def request(self, tokens: Mapping[str, str | None]) -> PropsRequest:
         if tokens["props"] is not None:
             raise SectionUsageError(f"props={tokens['props']}: props takes no value")
-        return {"props": True}
+        return PropsRequest(props=True)
 
-    def requested(self, query: ProfileQuery) -> bool:
-        return query.props
+    def params(self, request: PropsRequest) -> Params:
+        return (("get_amp_props", "true"),)
+
+    def read(self, data: Mapping[str, Any], request: PropsRequest, reader: Reader) -> dict[str, Any]:
+        return {"properties": reader.json_values(data.get("amp_props"), "amp_props")}
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
         return properties_frame(profiles, [profile.properties or {} for profile in profiles], prefix="prop:")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
-from amp_profile_magic._query import REC_TYPES, ProfileQuery
+from amp_profile_magic._exceptions import InvalidQuery
 
-from ._base import Control, Section, SectionUsageError, split_ids
+from ._base import Control, Params, Section, SectionUsageError, clean_ids, split_ids
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from amp_profile_magic._models import Profile
+    from amp_profile_magic._models import Profile, Reader
+
+__all__ = ["REC_TYPES", "Recommendation", "RecsRequest", "RecsSection"]
+
+REC_TYPES = ("model", "random")
 
 COLUMNS = (
     "user_id",
@@ -27,31 +33,78 @@ COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One recommendation list, as the API returns it; ``last_updated`` is a UTC datetime."""
+
+    rec_id: str
+    child_rec_id: str | None
+    items: tuple[str, ...]
+    is_control: bool | None
+    recommendation_source: str | None
+    last_updated: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecsRequest:
+    """``rec_ids`` (a list or a comma-separated string) and an optional ``rec_type`` override."""
+
+    rec_ids: tuple[str, ...] = ()
+    rec_type: Literal["model", "random"] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rec_ids", clean_ids("rec_id", self.rec_ids))
+        if self.rec_type is not None and self.rec_type not in REC_TYPES:
+            raise InvalidQuery("rec_type", f"{self.rec_type!r} is not one of {', '.join(REC_TYPES)}")
+        if self.rec_type is not None and not self.rec_ids:
+            raise InvalidQuery("rec_type", "only applies to recommendations: give rec ids too")
+
+
 class RecsSection(Section):
     """Recommendations: ``rank`` is 1-based in the API's order; ``last_updated`` is a UTC timestamp (ns)."""
 
     name = "recs"
     keywords = ("recs", "rec_type")
     usage = (
-        "recs=ID[,ID...]        recommendations, one row per item (rank 1 = API's first)",
+        "recs=ID[,ID...]        recommendations, one row per item (rank 1 = the API's first)",
         "rec_type=model|random  override the experiment's control setting",
     )
 
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        if "recs" in tokens:
-            fields["rec_ids"] = split_ids("recs", tokens["recs"])
-        if "rec_type" in tokens:
-            value = tokens["rec_type"]
-            if value not in REC_TYPES:
-                raise SectionUsageError(f"rec_type={value or ''}: expected one of {', '.join(REC_TYPES)}")
-            if "recs" not in tokens:
-                raise SectionUsageError("rec_type needs recs=ID[,ID...] too")
-            fields["rec_type"] = value
-        return fields
+    reads = ("recommendations",)
+    attributes = ("recommendations",)
+    request_type = RecsRequest
 
-    def requested(self, query: ProfileQuery) -> bool:
-        return bool(query.rec_ids)
+    def request(self, tokens: Mapping[str, str | None]) -> RecsRequest:
+        ids, value = split_ids("recs", tokens["recs"]), tokens.get("rec_type")
+        if "rec_type" in tokens and value not in REC_TYPES:
+            raise SectionUsageError(f"rec_type={value or ''}: expected one of {', '.join(REC_TYPES)}")
+        return RecsRequest(rec_ids=ids, rec_type=value)  # type: ignore[arg-type]  # checked just above
+
+    def params(self, request: RecsRequest) -> Params:
+        params = (("get_recs", "true"), ("rec_id", ",".join(request.rec_ids)))
+        return params if request.rec_type is None else (*params, ("rec_type", request.rec_type))
+
+    def read(self, data: Mapping[str, Any], request: RecsRequest, reader: Reader) -> dict[str, Any]:
+        recs = []
+        for index, entry in enumerate(reader.listing(data.get("recommendations"), "recommendations")):
+            path = f"recommendations[{index}]"
+            if not isinstance(entry, dict):
+                reader.fail(path, f"is {reader.describe(entry)}, not an object")
+            rec_id = reader.identifier(entry.get("rec_id"), f"{path}.rec_id")
+            items = reader.listing(entry.get("items"), f"{path}.items")
+            recs.append(
+                Recommendation(
+                    rec_id=rec_id,
+                    child_rec_id=reader.optional_identifier(entry.get("child_rec_id"), f"{path}.child_rec_id"),
+                    items=reader.identifiers(items, f"{path}.items"),
+                    is_control=reader.flag(entry.get("is_control"), f"{path}.is_control"),
+                    recommendation_source=reader.text(
+                        entry.get("recommendation_source"), f"{path}.recommendation_source"
+                    ),
+                    last_updated=reader.timestamp(entry.get("last_updated"), f"{path}.last_updated"),
+                )
+            )
+        return {"recommendations": tuple(recs)}
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
         import pandas as pd

@@ -10,6 +10,8 @@ import email.utils
 import math
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,12 +31,14 @@ from amp_profile_magic import (
     Throttled,
     UnexpectedResponse,
     UnknownUser,
+    sections,
 )
 from amp_profile_magic._client import _retry_after_seconds
-from amp_profile_magic._models import profile_from_responses
 from amp_profile_magic._pacing import Cancelled, Pacer
+from amp_profile_magic._query import profile_from_responses
 from amp_profile_magic._secret import Secret
 from amp_profile_magic.emulator import Emulator
+from amp_profile_magic.sections import Section
 from tests.client.conftest import FAST, expect_failure
 from tests.conftest import CANARY_KEY
 
@@ -109,13 +113,46 @@ def test_query_plans_one_request_with_every_section_but_split_computations_when_
     assert ProfileQuery(device_id="d").requests == ((("device_id", "d"),),)
 
 
+@dataclass(frozen=True)
+class WidgetsRequest:
+    """Whether widgets are asked."""
+
+    widgets: bool = False
+
+
+class WidgetsSection(Section):
+    """A plugin section reading a field of its own: it shares the main request."""
+
+    name = "widgets"
+    keywords = ("widgets",)
+    usage = ("widgets                a test plugin",)
+    reads = ("widgets",)
+    request_type = WidgetsRequest
+
+    def request(self, tokens: Mapping[str, str | None]) -> WidgetsRequest:
+        return WidgetsRequest(True)
+
+    def params(self, request: WidgetsRequest) -> tuple[tuple[str, str], ...]:
+        return (("get_widgets", "true"),)
+
+    def read(self, data: Mapping[str, Any], request: WidgetsRequest, reader: Any) -> dict[str, Any]:
+        return {}
+
+    def frame(self, profiles: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+
 def test_query_extra_params_from_section_plugins_go_in_the_main_request() -> None:
     """Parameters added by section plugins join the main request, not the computations one."""
-    query = ProfileQuery(user_id="u", props=True, comps=True, extra_params=(("get_widgets", "true"),))
-    assert query.requests == (
-        (("user_id", "u"), ("get_amp_props", "true"), ("get_widgets", "true")),
-        (("user_id", "u"), ("get_computations", "true")),
-    )
+    sections.register(WidgetsSection())
+    try:
+        query = ProfileQuery(user_id="u", props=True, comps=True, widgets=True)
+        assert query.requests == (
+            (("user_id", "u"), ("get_amp_props", "true"), ("get_widgets", "true")),
+            (("user_id", "u"), ("get_computations", "true")),
+        )
+    finally:
+        sections.unregister("widgets")
 
 
 def test_queries_are_normalised_hashable_and_equal_when_they_ask_the_same() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets
@@ -15,7 +16,6 @@ from IPython.core.error import UsageError
 import amp_profile_magic
 from amp_profile_magic._form import ProfileForm
 from amp_profile_magic._grammar import GrammarError, parse_line
-from amp_profile_magic._query import ProfileQuery
 from amp_profile_magic.sections import Control, Section, available_sections, register
 from amp_profile_magic.sections._base import identity_columns, split_ids
 
@@ -186,23 +186,37 @@ def test_profile_form_outside_ipython_says_so() -> None:
     assert completed.stdout.strip() == "profile_form() needs IPython or a Jupyter kernel; run it in a notebook"
 
 
+@dataclass(frozen=True)
+class FlavorRequest:
+    """Whether flavor is asked, its ids and its mode."""
+
+    flavor: bool = False
+    flavor_ids: tuple[str, ...] = ()
+    flavor_mode: str | None = None
+
+
 class FlavorSection(Section):
     """A third-party section that only adds query parameters: its controls cover all three kinds."""
 
     name = "flavor"
     keywords = ("flavor", "flavor_ids", "flavor_mode")
     usage = ("flavor  a test plugin",)
+    request_type = FlavorRequest
 
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
+    def request(self, tokens: Mapping[str, str | None]) -> FlavorRequest:
+        ids = split_ids("flavor_ids", tokens["flavor_ids"]) if "flavor_ids" in tokens else ()
+        return FlavorRequest(True, ids, tokens.get("flavor_mode"))
+
+    def params(self, request: FlavorRequest) -> tuple[tuple[str, str], ...]:
         params = [("x_flavor", "true")]
-        if "flavor_ids" in tokens:
-            params.append(("x_flavor_ids", ",".join(split_ids("flavor_ids", tokens["flavor_ids"]))))
-        if "flavor_mode" in tokens:
-            params.append(("x_flavor_mode", str(tokens["flavor_mode"])))
-        return {"extra_params": tuple(params)}
+        if request.flavor_ids:
+            params.append(("x_flavor_ids", ",".join(request.flavor_ids)))
+        if request.flavor_mode is not None:
+            params.append(("x_flavor_mode", request.flavor_mode))
+        return tuple(params)
 
-    def requested(self, query: ProfileQuery) -> bool:
-        return any(key == "x_flavor" for key, _ in query.extra_params)
+    def read(self, data: Mapping[str, Any], request: FlavorRequest, reader: Any) -> dict[str, Any]:
+        return {}
 
     def frame(self, profiles: Sequence[Any]) -> pd.DataFrame:
         return pd.DataFrame({**identity_columns(profiles), "flavored": [True] * len(profiles)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,19 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from amp_profile_magic import sections
-from amp_profile_magic._models import Profile
-from amp_profile_magic._query import ProfileQuery
+from amp_profile_magic._models import Profile, Reader
 from amp_profile_magic._result import ProfileResult
 from amp_profile_magic.emulator import Emulator
 from amp_profile_magic.sections import Section, SectionUsageError, _registry
 
 from .helpers import api_requests
+
+
+@dataclass(frozen=True)
+class EchoRequest:
+    """The word to send; empty is "not asked"."""
+
+    echo: str = ""
 
 
 class EchoSection(Section):
@@ -29,23 +36,28 @@ class EchoSection(Section):
     name = "echo"
     keywords = ("echo",)
     usage = ("echo=WORD              send echo=WORD and list the response's userData keys",)
+    attributes = ("echo_keys", "echo_cohorts")
+    request_type = EchoRequest
 
-    def query_fields(self, tokens: Mapping[str, str | None]) -> dict[str, Any]:
+    def request(self, tokens: Mapping[str, str | None]) -> EchoRequest:
         word = tokens["echo"]
         if not word:
             raise SectionUsageError("echo= needs a word, e.g. echo=hello")
-        return {"extra_params": (("echo", word),)}
+        return EchoRequest(word)
 
-    def requested(self, query: ProfileQuery) -> bool:
-        return any(key == "echo" for key, _ in query.extra_params)
+    def params(self, request: EchoRequest) -> tuple[tuple[str, str], ...]:
+        return (("echo", request.echo),)
+
+    def read(self, data: Mapping[str, Any], request: EchoRequest, reader: Reader) -> dict[str, Any]:
+        return {"echo_keys": ",".join(sorted(data)), "echo_cohorts": data.get("cohort_ids")}
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "user_id": [profile.user_id for profile in profiles],
                 "device_id": [profile.device_id for profile in profiles],
-                "raw_keys": [",".join(sorted(profile.raw)) for profile in profiles],
-                "cohort_ids_raw": [profile.raw.get("cohort_ids") for profile in profiles],
+                "raw_keys": [profile.echo_keys for profile in profiles],
+                "cohort_ids_raw": [profile.echo_cohorts for profile in profiles],
             }
         )
 
@@ -95,29 +107,41 @@ def _install_fake_distribution(root: Path, entry_points: str) -> None:
             '''
             """A third-party section, installed the ordinary way: a distribution with an entry point."""
 
+            from dataclasses import dataclass
+
             import pandas as pd
 
             from amp_profile_magic.sections import Section, SectionUsageError
+
+
+            @dataclass(frozen=True)
+            class ShoutRequest:
+                shout: bool = False
 
 
             class ShoutSection(Section):
                 name = "shout"
                 keywords = ("shout",)
                 usage = ("shout                  the user id in capitals",)
+                attributes = ("shouted",)
+                request_type = ShoutRequest
 
-                def query_fields(self, tokens):
+                def request(self, tokens):
                     if tokens["shout"] is not None:
                         raise SectionUsageError(f"shout={tokens['shout']}: shout takes no value")
-                    return {"extra_params": (("shout", "true"),)}
+                    return ShoutRequest(True)
 
-                def requested(self, query):
-                    return ("shout", "true") in query.extra_params
+                def params(self, request):
+                    return (("shout", "true"),)
+
+                def read(self, data, request, reader):
+                    return {"shouted": str(data.get("user_id")).upper() + "!"}
 
                 def frame(self, profiles):
                     return pd.DataFrame({
                         "user_id": [p.user_id for p in profiles],
                         "device_id": [p.device_id for p in profiles],
-                        "shouted": [str(p.raw.get("user_id")).upper() + "!" for p in profiles],
+                        "shouted": [p.shouted for p in profiles],
                     })
             '''
         )
