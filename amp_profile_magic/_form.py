@@ -143,7 +143,10 @@ class ProfileForm:
             if not fields:
                 continue
             self.fields.update((field.control.keyword, field) for field in fields)
-            title = widgets.HTML(f"<b>{html.escape(section.name)}</b>", layout={"width": "90px"})
+            # The section's own help lines, as %ampprofile? shows them, on hovering its name.
+            title = widgets.HTML(
+                f"<b>{html.escape(section.name)}</b>", layout={"width": "90px"}, tooltip="\n".join(section.usage)
+            )
             group = widgets.HBox([title, *(field.widget for field in fields)])
             group.add_class(f"amp-section-{section.name}")
             groups.append(group)

@@ -65,19 +65,10 @@ class AmpProfileMagics(Magics):
           %ampprofile --users VARIABLE [--devices VARIABLE] SECTION... [-o NAME]
           %%ampprofile SECTION... [-o NAME]       (cell body: one id per line)
 
-        Sections (ask for one or several):
-
-          recs=ID[,ID...]        recommendations, one row per item (rank 1 = the API's first)
-          rec_type=model|random  override the experiment's control setting
-          props                  user properties, one column each, native types
-          cohorts                cohort memberships, one row each
-          comps                  all computations, one column each (numeric strings become numbers)
-          comps=ID[,ID...]       only these computation ids
-          propensity=ID[,ID...]  prediction propensities, one row per prediction
-          propensity_type=score|pct   raw score (default) or percentile
+        Sections (ask for one or several; the lines below come from the installed sections):
 
         Section plugins installed through the ``amp_profile_magic.sections`` entry point add keywords of
-        their own; ``%ampprofile --sections`` lists every installed section.
+        their own, listed above too; ``%ampprofile --sections`` names each section's plugin.
 
         Who:
 
@@ -352,6 +343,23 @@ class AmpProfileMagics(Magics):
             print(f"{section.name}  ({type(section).__module__}.{type(section).__name__})")
             for usage in section.usage:
                 print(f"    {usage}")
+
+
+#: The line of ``%ampprofile``'s docstring under which ``%ampprofile?`` lists the installed sections' usage lines.
+SECTIONS_HEADING = "Sections (ask for one or several; the lines below come from the installed sections):"
+
+
+def magic_help() -> str:
+    """``%ampprofile?``: the magic's docstring with every installed section's usage lines under its heading."""
+    from amp_profile_magic.sections import available_sections
+
+    doc = AmpProfileMagics.ampprofile.__doc__ or ""
+    lines = "".join(f"          {line}\n" for section in available_sections().values() for line in section.usage)
+    return doc.replace(SECTIONS_HEADING + "\n\n", SECTIONS_HEADING + "\n\n" + lines + "\n", 1)
+
+
+# IPython's ? calls an object's getdoc() when it has one; a bound method finds it on its function.
+AmpProfileMagics.ampprofile.getdoc = magic_help
 
 
 def scrub_config(client: ProfileClient) -> None:
