@@ -29,18 +29,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ._body import read_body
+from ._body import MAX_BODY_BYTES
 from ._exceptions import CassetteError
 from ._secret import redact
 
-__all__ = [
-    "FORMAT_VERSION",
-    "REDACTED",
-    "CassetteTransport",
-    "cassette_transport",
-    "describe_key",
-    "request_key",
-]
+__all__ = ["FORMAT_VERSION", "REDACTED", "CassetteTransport", "Recorder", "cassette", "describe_key", "request_key"]
 
 FORMAT_VERSION = 1
 REDACTED = "[REDACTED]"
@@ -50,6 +43,7 @@ _KEPT_HEADERS = ("content-type", "location", "retry-after")
 _KEPT_HEADER_PREFIXES = ("x-ratelimit", "ratelimit")
 # Bytes per second a long recording may spend rewriting its cassette (a 1 MB cassette: at most every 0.25 s).
 REWRITE_RATE = 4_000_000
+#: A recorded body is stored decoded, so these would no longer describe it.
 _FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 Query = tuple[tuple[str, str], ...]
@@ -267,61 +261,28 @@ def _kept_headers(response: httpx.Response) -> dict[str, str]:
     }
 
 
-class CassetteTransport(httpx.BaseTransport):
-    """An httpx transport that records the responses of an inner transport, or replays recorded ones.
+class Recorder:
+    """An httpx response event hook that records every response to a cassette, without the request's headers.
 
-    In ``"record"`` mode every response is read, stored without the request's headers or the key, and passed on;
-    in ``"replay"`` mode nothing is sent anywhere and a request that was not recorded raises
-    :class:`~amp_profile_magic.CassetteError` naming the request and the cassette.
+    Hooked onto the client's own transport, so recording takes the same path (proxy, ``NO_PROXY``, deadline) as
+    any lookup. The hook reads the body (decoded, as the client would) and stores it with the key it carried
+    redacted; the client then reads the same, already loaded, body.
     """
 
-    def __init__(self, *, path: str | os.PathLike[str], mode: str, inner: httpx.BaseTransport | None = None) -> None:
-        if mode not in ("record", "replay"):
-            raise CassetteError(f"cassette mode {mode!r} is not one of record, replay.")
+    def __init__(self, *, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser().resolve()
-        self.mode = mode
-        if mode == "record":
-            if inner is None:
-                raise CassetteError("recording needs a transport to send the requests through.")
-            self._inner = inner
-            self._recording = _recording(self.path)
-        else:
-            self._answers = _load(self.path)
-            self._served: dict[Key, int] = {}
-            self._lock = threading.Lock()
+        self._recording = _recording(self.path)
 
     def __repr__(self) -> str:
-        return f"<CassetteTransport {self.mode} {self.path}>"
+        return f"<cassette Recorder {self.path}>"
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Send (and record) the request, or answer it from the cassette."""
-        key = request_key(request.method, request.url.path, request.url.params.multi_items())
-        if self.mode == "replay":
-            return self._replay(key, request)
-        response = self._inner.handle_request(request)
-        try:
-            body = read_body(response)  # capped like any answer the client reads
-        finally:
-            response.close()
-        self._record(key, request, response, body)
-        # read() already undid any gzip, so the framing headers no longer describe ``body``.
-        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING_HEADERS]
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=body,
-            request=request,
-            extensions=response.extensions,
-        )
-
-    def close(self) -> None:
-        """Write what was recorded to the file, and close the inner transport."""
-        if self.mode == "record":
-            self._recording.flush()
-            self._inner.close()
-
-    def _record(self, key: Key, request: httpx.Request, response: httpx.Response, body: bytes) -> None:
-        method, path, query = key
+    def __call__(self, response: httpx.Response) -> None:
+        request = response.request
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return  # the client refuses it unread (ResponseTooLarge): nothing to replay
+        body = response.read()
+        method, path, query = request_key(request.method, request.url.path, request.url.params.multi_items())
         interaction = {
             "request": {"method": method, "path": path, "query": [list(pair) for pair in query]},
             "response": {
@@ -333,7 +294,30 @@ class CassetteTransport(httpx.BaseTransport):
         line = redact(json.dumps(interaction, ensure_ascii=False), _presented_key(request), mask=REDACTED)
         self._recording.add(line)
 
-    def _replay(self, key: Key, request: httpx.Request) -> httpx.Response:
+    def flush(self) -> None:
+        """Write what was recorded to the file now."""
+        self._recording.flush()
+
+
+class CassetteTransport(httpx.BaseTransport):
+    """An httpx transport that answers from a cassette: nothing is sent anywhere, and no key is needed.
+
+    A request that was not recorded raises :class:`~amp_profile_magic.CassetteError` naming the request and the
+    cassette.
+    """
+
+    def __init__(self, *, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self._answers = _load(self.path)
+        self._served: dict[Key, int] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<CassetteTransport replay {self.path}>"
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer the request from the cassette."""
+        key = request_key(request.method, request.url.path, request.url.params.multi_items())
         answers = self._answers.get(key)
         if not answers:
             raise CassetteError(
@@ -349,10 +333,12 @@ class CassetteTransport(httpx.BaseTransport):
         )
 
 
-def cassette_transport(inner: httpx.BaseTransport | None, *, path: str, mode: str) -> httpx.BaseTransport | None:
-    """``inner`` wrapped for ``mode`` (``"off"`` leaves it as is); recording sends through ``inner``."""
+def cassette(*, path: str, mode: str) -> Recorder | CassetteTransport | None:
+    """What ``mode`` needs: a response hook to record with, a transport to replay from, or None for ``"off"``."""
     if mode == "off":
-        return inner
+        return None
+    if mode not in ("record", "replay"):
+        raise CassetteError(f"cassette mode {mode!r} is not one of record, replay.")
     if not path:
         raise CassetteError(f"ProfileClient.cassette_mode is {mode!r} but ProfileClient.cassette names no file.")
-    return CassetteTransport(path=path, mode=mode, inner=inner)
+    return Recorder(path=path) if mode == "record" else CassetteTransport(path=path)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import tenacity
 
     from ._budget import Budget, Grant
+    from ._cassette import Recorder
     from ._store import ProfileStore, StoredAnswer
 
 __all__ = ["DEFAULT_ENDPOINT", "CachePolicy", "ProfileClient", "RequestPlan"]
@@ -387,6 +388,7 @@ class ProfileClient(Configurable):
         self._stats = _BatchStats()  # the running (or last) batch's, for its progress bar
         self._http: httpx.Client | None = None
         self._proxy: Proxy | None = None
+        self._recorder: Recorder | None = None
         self._http_lock = threading.Lock()
         self._store: ProfileStore | None = None
         self._store_resolved = False
@@ -641,8 +643,11 @@ class ProfileClient(Configurable):
         """Close pooled connections; the next request opens new ones."""
         with self._http_lock:
             http, self._http = self._http, None
+            recorder, self._recorder = self._recorder, None
         if http is not None:
             http.close()
+        if recorder is not None:
+            recorder.flush()
 
     # -- one lookup ---------------------------------------------------------------------------------------------
 
@@ -870,7 +875,7 @@ class ProfileClient(Configurable):
         import httpx
 
         from ._body import ACCEPT_ENCODING
-        from ._cassette import cassette_transport
+        from ._cassette import CassetteTransport, cassette
         from ._deadline import install
         from ._logfilter import install as install_log_filter
         from ._proxy import proxy_for
@@ -880,9 +885,12 @@ class ProfileClient(Configurable):
             if self._http is None:
                 limit = max(self.max_concurrency, 1)
                 limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-                transport = self._transport
+                # Replay answers from a transport (no network); record hooks onto the responses of the usual one.
+                tape = cassette(path=self.cassette, mode=self.cassette_mode)
+                transport = tape if isinstance(tape, CassetteTransport) else self._transport
+                self._recorder = None if tape is None or isinstance(tape, CassetteTransport) else tape
                 self._proxy = None
-                if transport is None and self.cassette_mode != "replay":
+                if transport is None:
                     # Our own transport, so httpx reads no proxy variables itself: _proxy chooses, and never
                     # sends a loopback endpoint (the emulator) to a proxy, where the key would travel in plain text.
                     self._proxy = proxy_for(self.endpoint)
@@ -892,7 +900,8 @@ class ProfileClient(Configurable):
                 self._http = httpx.Client(
                     base_url=self.endpoint.rstrip("/"),
                     timeout=self.timeout,
-                    transport=cassette_transport(transport, path=self.cassette, mode=self.cassette_mode),
+                    transport=transport,
+                    event_hooks={"response": [self._recorder] if self._recorder is not None else []},
                     follow_redirects=False,
                     limits=limits,
                     trust_env=False,

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from amp_profile_magic import CassetteError, ConfigurationError, ProfileClient, ProfileQuery, Throttled, _cassette
-from amp_profile_magic._cassette import REDACTED, CassetteTransport
+from amp_profile_magic._cassette import REDACTED
+from amp_profile_magic._cassette import cassette as cassette_for
 from amp_profile_magic.emulator import Emulator
 from tests.conftest import CANARY_KEY
 
@@ -282,6 +283,6 @@ def test_recording_needs_the_key_but_replay_does_not(cassette: Path) -> None:
 
 
 def test_the_transport_refuses_an_unknown_mode(cassette: Path) -> None:
-    """Building a CassetteTransport with a mode other than record or replay is a clear error."""
+    """Asking the cassette module for a mode other than record or replay is a clear error."""
     with pytest.raises(CassetteError, match="'sideways' is not one of record, replay"):
-        CassetteTransport(path=cassette, mode="sideways")
+        cassette_for(path=str(cassette), mode="sideways")
