@@ -50,7 +50,6 @@ class Invocation:
     #: How the local store answers: "use" (fresh answers), "refresh" (ignore them) or "only" (send nothing).
     cache: str = "use"
     dry_run: bool = False
-    tokens: tuple[str, ...] = field(default=(), repr=False)
     #: Each section keyword given, and its value after expansion (``None`` for a bare keyword).
     keywords: Mapping[str, str | None] = field(default_factory=dict, repr=False)
 
@@ -73,7 +72,6 @@ class _Tokens:
     per_section: dict[str, dict[str, str | None]] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     flags: set[str] = field(default_factory=set)
-    texts: list[str] = field(default_factory=list)
 
 
 def _identity_value(key: str, value: Word | None, evaluate: Evaluate | None) -> str:
@@ -129,7 +127,6 @@ def _read_option(word: Word, rest: list[Word], found: _Tokens, evaluate: Evaluat
         if name in found.flags:
             raise GrammarError(f"{name} given twice")
         found.flags.add(name)
-        found.texts.append(name)
         return
     if name not in OPTIONS or (split is None and not word.is_plain):
         raise GrammarError(f"unknown option {word.source!r}{_suggest(name, (*OPTIONS, *FLAGS))}")
@@ -148,7 +145,6 @@ def _read_option(word: Word, rest: list[Word], found: _Tokens, evaluate: Evaluat
     if canonical in found.options:
         raise GrammarError(f"{name} given twice")
     found.options[canonical] = text
-    found.texts += [name, text]
 
 
 def _unknown(word: Word, key: str, previous: tuple[str, str] | None, known: Iterable[str]) -> GrammarError:
@@ -189,7 +185,6 @@ def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool,
             found.per_section.setdefault(owner[key].name, {})[key] = text
         else:
             raise _unknown(word, key, previous, (*IDENTITY_KEYS, *owner, *OPTIONS, *FLAGS))
-        found.texts.append(key if text is None else f"{key}={text}")
         previous = None if text is None or value is None or not value.is_plain else (key, text)
     return found
 
@@ -247,7 +242,6 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
         out=out,
         cache=cache,
         dry_run="--dry-run" in found.flags,
-        tokens=tuple(found.texts),
         keywords={key: value for tokens in found.per_section.values() for key, value in tokens.items()},
     )
     if invocation.identity is not None:
