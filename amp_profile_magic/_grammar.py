@@ -60,6 +60,14 @@ class Invocation:
         except InvalidQuery as error:
             raise GrammarError(str(error)) from None
 
+    def queries(self, identities: Iterable[Identity]) -> list[ProfileQuery]:
+        """The query for each identity, in order; :class:`GrammarError` for the first the API would refuse."""
+        try:
+            pairs = ((identity.user_id, identity.device_id) for identity in identities)
+            return ProfileQuery.each(pairs, requests=self.requests)
+        except InvalidQuery as error:
+            raise GrammarError(str(error)) from None
+
 
 def _suggest(word: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(known), n=1)

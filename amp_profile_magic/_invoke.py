@@ -204,7 +204,7 @@ def fetch(
     """
     from amp_profile_magic._result import build_result
 
-    queries = checked(lambda: [invocation.query(identity) for identity in identities])
+    queries = checked(lambda: invocation.queries(identities))
     on_outcome, on_wait = _callbacks(host, len(set(queries)), on_progress)
     batch = host.client.lookup_many(
         queries,
@@ -240,7 +240,7 @@ def run(host: Host, invocation: Invocation, identities: Sequence[Identity], *, s
     from IPython.display import display
 
     if invocation.dry_run:
-        queries = checked(lambda: [invocation.query(identity) for identity in identities])
+        queries = checked(lambda: invocation.queries(identities))
         try:
             plan = host.client.plan(queries, cache=invocation.cache)  # type: ignore[arg-type]
         except exc.ProfileError as error:

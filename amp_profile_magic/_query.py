@@ -109,7 +109,42 @@ class ProfileQuery:
         asked = tuple((section, given[section]) for section in ordered if section.asked(given[section]))
         set_(self, "_sections", asked)
         set_(self, "_plan", _plan(asked))
-        set_(self, "_hash", hash((self.user_id, self.device_id, asked)))
+        set_(self, "_hash", hash((self.user_id, self.device_id, hash(asked))))
+
+    @classmethod
+    def each(
+        cls,
+        identities: Iterable[tuple[object, object]],
+        *,
+        requests: Mapping[Section, Any] | Iterable[tuple[Section, Any]] = (),
+    ) -> list[ProfileQuery]:
+        """One query per ``(user_id, device_id)``, all asking ``requests``: what a batch of one cell builds.
+
+        Equal to ``ProfileQuery(user_id=..., device_id=..., requests=requests)`` for each identity, and raises what
+        that raises for the first bad one; but the sections are ordered, checked and planned once instead of per
+        user, which was most of the time a cached 100,000-user re-run took.
+        """
+        queries: list[ProfileQuery] = []
+        first: ProfileQuery | None = None
+        new, set_ = object.__new__, object.__setattr__
+        for user_id, device_id in identities:
+            if first is None:
+                first = cls(user_id=user_id, device_id=device_id, requests=requests)
+                queries.append(first)
+                asked, plan, asked_hash = first._sections, first._plan, hash(first._sections)
+                continue
+            query = new(cls)
+            user = None if user_id is None else clean_id("user_id", user_id)
+            device = None if device_id is None else clean_id("device_id", device_id)
+            if user is None and device is None:
+                raise InvalidQuery("user_id", "give a user_id or a device_id (or both)")
+            set_(query, "user_id", user)
+            set_(query, "device_id", device)
+            set_(query, "_sections", asked)
+            set_(query, "_plan", plan)
+            set_(query, "_hash", hash((user, device, asked_hash)))
+            queries.append(query)
+        return queries
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ProfileQuery is immutable: cannot set {name!r}")
@@ -172,6 +207,10 @@ class ProfileQuery:
         return ", ".join(parts)
 
 
+#: The reader for answers read without a key to mask (the local store's, already redacted): it holds no state.
+_PLAIN = Reader(None)
+
+
 def _rebuild(user_id: str | None, device_id: str | None, sections: tuple[tuple[Section, Any], ...]) -> ProfileQuery:
     return ProfileQuery(user_id=user_id, device_id=device_id, requests=sections)
 
@@ -183,7 +222,7 @@ def profile_from_responses(query: ProfileQuery, payloads: Sequence[object], *, s
     :class:`MalformedResponse`, whose ``field`` names the offending value, when a body does not have the
     documented shape; ``secret`` is masked in its message.
     """
-    reader = Reader(secret)
+    reader = Reader(secret) if secret is not None else _PLAIN
     datas = [reader.user_data(payload) for payload in payloads]
     main = datas[0]
     # The response's ids win; the query's fill in the ones it leaves out (null, absent or empty).

@@ -73,6 +73,8 @@ MOUNTS = Path("/proc/mounts")
 BUSY_TIMEOUT = 5.0
 _WHERE = "project = ? AND endpoint = ? AND fetched_at >= ? AND params"
 _LOOKUP_CHUNK = 500  # SQLite's default limit on bound variables is 32,766; stay well under with room for the rest
+#: From this many keys, get_many counts the project's answers and walks them all when most are wanted.
+_SCAN_FROM = 1_000
 _EVICT_EVERY = 2_000  # writes between two size checks
 
 
@@ -292,6 +294,24 @@ class ProfileStore:
         with self._using() as db:
             if db is None:
                 return found
+            if len(unique) >= _SCAN_FROM:
+                scope = (project, endpoint)
+                (count,) = db.execute(
+                    "SELECT count(*) FROM answers WHERE project = ? AND endpoint = ?", scope
+                ).fetchone()
+                if len(unique) * 2 >= count:
+                    # Most of the project's answers are wanted (a re-run cell): one walk along the primary key
+                    # beats thousands of chunked IN lookups into it.
+                    wanted = set(unique)
+                    rows = db.execute(
+                        "SELECT params, kind, status, body, fetched_at FROM answers "
+                        "WHERE project = ? AND endpoint = ? AND fetched_at >= ?",
+                        (*scope, oldest),
+                    )
+                    for key, kind, status, body, fetched_at in rows:
+                        if key in wanted:
+                            found[key] = StoredAnswer(kind=kind, status=status, body=body, fetched_at=fetched_at)
+                    return found
             for start in range(0, len(unique), _LOOKUP_CHUNK):
                 chunk = unique[start : start + _LOOKUP_CHUNK]
                 # Only "?" placeholders are formatted in; every value is bound.
