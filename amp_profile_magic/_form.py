@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from IPython.core.error import UsageError
 
 from amp_profile_magic import _exceptions as exc
 from amp_profile_magic import _invoke
-from amp_profile_magic._grammar import GrammarError, Invocation, parse_line
+from amp_profile_magic._form_batch import BatchPanel, BatchRun
+from amp_profile_magic._grammar import GrammarError, Identity, Invocation, parse_line
 from amp_profile_magic._panel import error_bundle
 from amp_profile_magic._words import quote
 from amp_profile_magic.sections import Control, available_sections
@@ -113,7 +115,11 @@ class ProfileForm:
     parses that line and runs it through :mod:`._invoke` like the magic, so the form shares the kernel's client, pacing,
     ``%config`` settings and ``%ampprofile_emulator`` switch. The lookup runs on a background thread (the kernel
     stays free for other cells); the button is disabled until it finishes, and a failure shows the magic's error
-    panel and leaves the form ready for the next try::
+    panel and leaves the form ready for the next try.
+
+    The who switch turns the form to a batch (see :mod:`._form_batch`): ids pasted one per line (the line becomes
+    the equivalent ``%%ampprofile`` cell) or a variable of ids (``--users NAME``), with a progress bar, a Stop
+    button that keeps what finished, and the magic's summary line::
 
         In [1]: %load_ext amp_profile_magic
         In [2]: %ampprofile_emulator
@@ -129,12 +135,16 @@ class ProfileForm:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._invocation: Invocation | None = None
+        self._identities: list[Identity] = []
+        self._source = ""
+        self._note = ""
         self._error: str | None = None
 
         self.identity_kind = widgets.Dropdown(options=["user", "device"], value="user", layout={"width": "90px"})
         self.identity_kind.add_class("amp-identity-kind")
         self.identity_value = widgets.Text(placeholder="user id, e.g. 12345", layout={"width": "260px"})
         self.identity_value.add_class("amp-identity-value")
+        self.batch = BatchPanel(magics, single=self.identity_value, on_change=self._refresh)
 
         self.fields: dict[str, _Field] = {}
         groups = []
@@ -161,10 +171,16 @@ class ProfileForm:
         self.output.add_class("amp-output")
 
         who = widgets.HBox(
-            [widgets.HTML("<b>who</b>", layout={"width": "90px"}), self.identity_kind, self.identity_value]
+            [
+                widgets.HTML("<b>who</b>", layout={"width": "90px"}),
+                self.identity_kind,
+                self.identity_value,
+                self.batch.mode,
+            ]
         )
+        buttons = widgets.HBox([self.out_name, self.fetch_button, self.batch.stop_button])
         self.widget = widgets.VBox(
-            [who, *groups, widgets.HBox([self.out_name, self.fetch_button]), self.line_view, self.output]
+            [who, self.batch.widget, *groups, buttons, self.batch.progress_row, self.line_view, self.output]
         )
         self.widget.add_class("amp-profile-form")
 
@@ -187,7 +203,9 @@ class ProfileForm:
         tokens = []
         # The id exactly as in the box (spaces too: the line then shows them quoted), like %ampprofile sends it.
         who = self.identity_value.value
-        if who.strip():
+        if self.batch.active:
+            tokens += self.batch.who_tokens(self.identity_kind.value)
+        elif who.strip():
             tokens.append(f"{self.identity_kind.value}={quote(who)}")
         for field in self.fields.values():
             tokens += field.tokens()
@@ -198,8 +216,11 @@ class ProfileForm:
 
     @property
     def line(self) -> str | None:
-        """The ``%ampprofile`` line equivalent to the selection, or ``None`` while the selection is invalid."""
-        return form_line(self.tokens()) if self._invocation is not None else None
+        """The ``%ampprofile`` line (a ``%%ampprofile`` cell for pasted ids) equivalent to the selection.
+
+        ``None`` while the selection is invalid.
+        """
+        return self._source if self._invocation is not None else None
 
     @property
     def error(self) -> str | None:
@@ -238,7 +259,8 @@ class ProfileForm:
         line = self.line
         if line is None:
             return f"{FALLBACK_INTRO}\nNo equivalent line yet: {self.error} (%ampprofile? shows the grammar)."
-        return f"{FALLBACK_INTRO}\nThe equivalent line, to run instead:\n  {line}"
+        what = "cell" if "\n" in line else "line"
+        return f"{FALLBACK_INTRO}\nThe equivalent {what}, to run instead:\n{textwrap.indent(line, '  ')}"
 
     def __repr__(self) -> str:
         return f"<ProfileForm {self.line or self.error}>"
@@ -251,58 +273,101 @@ class ProfileForm:
     def _prefill(self, line: str) -> None:
         invocation = _invoke.parse(self.magics, line)
         if invocation.identity is None:
-            raise UsageError("%ampprofile_form: the form looks up one user or device; batches need %ampprofile --users")
+            self._prefill_batch(invocation)
+            return
         identity = invocation.identity
         if identity.user_id is not None and identity.device_id is not None:
             raise UsageError("%ampprofile_form: give user= or device=, not both (the form asks for one of them)")
         self.identity_kind.value = "user" if identity.user_id is not None else "device"
         self.identity_value.value = identity.user_id or identity.device_id or ""
+        self._prefill_rest(invocation)
+
+    def _prefill_rest(self, invocation: Invocation) -> None:
         self.out_name.value = invocation.out or ""
         for keyword, value in invocation.keywords.items():
             if keyword not in self.fields:
                 raise UsageError(f"%ampprofile_form: {keyword!r} has no form control; use %ampprofile for it")
             self.fields[keyword].set(value)
 
+    def _prefill_batch(self, invocation: Invocation) -> None:
+        """``--users NAME`` (or ``--devices NAME``): the batch switch on "variable", with NAME picked."""
+        if invocation.users_expr is not None and invocation.devices_expr is not None:
+            raise UsageError("%ampprofile_form: give --users or --devices, not both (pairs need %ampprofile)")
+        kind = "user" if invocation.users_expr is not None else "device"
+        name = invocation.users_expr or invocation.devices_expr or ""
+        self.identity_kind.value = kind
+        self.batch.mode.value = "variable"
+        if name not in {value for _, value in self.batch.variable.options}:
+            raise UsageError(
+                f"%ampprofile_form: --{kind}s {name}: no variable {name!r} holding ids (a list, tuple, Series, Index "
+                f"or 1-D array) in the namespace; the form picks one by name, an expression needs %ampprofile"
+            )
+        self.batch.variable.value = name
+        self._prefill_rest(invocation)
+
     def _kind_changed(self, change: object = None) -> None:
         example = "12345" if self.identity_kind.value == "user" else "ffff-ffff-ffff-ffff"
         self.identity_value.placeholder = f"{self.identity_kind.value} id, e.g. {example}"
 
+    def _parse(self) -> tuple[Invocation, list[Identity], str, str]:
+        """The selection read as the magic reads it: invocation, identities, equivalent line or cell, and a note."""
+        tokens = self.tokens()
+        if self.batch.active:
+            parsed = self.batch.parse(self.identity_kind.value, tokens)
+            return parsed.invocation, parsed.identities, parsed.source, parsed.note
+        # The form runs exactly the line it shows: quoted values are literal, so no namespace is needed.
+        invocation = parse_line(" ".join(tokens))
+        assert invocation.identity is not None  # the tokens hold user= or device=
+        return invocation, [invocation.identity], form_line(tokens), ""
+
     def _refresh(self, change: object = None) -> None:
         try:
-            # The form runs exactly the line it shows: quoted values are literal, so no namespace is needed.
-            self._invocation, self._error = parse_line(" ".join(self.tokens())), None
+            self._invocation, self._identities, self._source, self._note = self._parse()
+            self._error = None
         except GrammarError as error:
-            self._invocation, self._error = None, str(error)
+            self._invocation, self._identities, self._error = None, [], str(error)
             self.line_view.value = (
                 f"<span class='amp-line-error' style='color:#d9534f'>✖ {html.escape(self._error)}</span>"
             )
         else:
-            line = html.escape(form_line(self.tokens()))
-            self.line_view.value = f"<code class='amp-line-ok' style='user-select:all'>{line}</code>"
+            source = html.escape(self._source)
+            code = f"<code class='amp-line-ok' style='user-select:all'>{source}</code>"
+            if "\n" in self._source:
+                # A cell of pasted ids: kept whole (it is what to copy), scrolled when long.
+                code = f"<pre style='margin:0;max-height:14em;overflow:auto'>{code}</pre>"
+            note = f" <span class='amp-line-note' style='opacity:.7'>({html.escape(self._note)})</span>"
+            self.line_view.value = code + (note if self._note else "")
         self.fetch_button.disabled = self._invocation is None or self.busy
 
     def _on_click(self, button: object) -> None:
+        if self.batch.active and not self.busy:
+            # A variable's ids are read when Fetch is pressed, as the pasted line reads them when it runs.
+            self._refresh()
         # Button.click() and a frontend's double click both reach here: only one lookup at a time.
         with self._lock:
-            invocation = self._invocation
+            invocation, identities = self._invocation, self._identities
             if self._busy or invocation is None:
                 return
             self._busy = True
         self.fetch_button.disabled = True
         self.fetch_button.description = BUSY_LABEL
         self.fetch_button.icon = BUSY_ICON
-        self.output.outputs = (_text(f"Fetching: {self.line} …"),)
+        run = self.batch.start(len(identities)) if self.batch.active else None
+        what = self.line if run is None else f"{len(identities):,} {self.identity_kind.value}s"
+        self.output.outputs = (_text(f"Fetching: {what} …"),)
         if not self.background:
-            self._run(invocation)
+            self._run(invocation, identities, run)
             return
         # A daemon thread: a kernel shutting down mid-lookup must not wait for it.
-        self._thread = threading.Thread(target=self._run, args=(invocation,), name="amp-profile-form", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(invocation, identities, run), name="amp-profile-form", daemon=True
+        )
         self._thread.start()
 
-    def _run(self, invocation: Invocation) -> None:
+    def _run(self, invocation: Invocation, identities: list[Identity], run: BatchRun | None) -> None:
         started = time.monotonic()
         try:
-            self.output.outputs = self._outputs(invocation, started)
+            self.output.outputs = self._outputs(invocation, identities, run, started)
         finally:
             self.fetch_button.description = IDLE_LABEL
             self.fetch_button.icon = IDLE_ICON
@@ -310,11 +375,18 @@ class ProfileForm:
                 self._busy = False
             self._refresh()
 
-    def _outputs(self, invocation: Invocation, started: float) -> tuple[dict[str, Any], ...]:
-        identity = invocation.identity
-        assert identity is not None  # the form always builds user= or device=
+    def _outputs(
+        self, invocation: Invocation, identities: list[Identity], run: BatchRun | None, started: float
+    ) -> tuple[dict[str, Any], ...]:
+        fetched = None
         try:
-            result, batch, summary = _invoke.fetch(self.magics, invocation, [identity])
+            fetched = _invoke.fetch(
+                self.magics,
+                invocation,
+                identities,
+                on_progress=run.on_progress if run is not None else None,
+                stop=run.stop if run is not None else None,
+            )
         except exc.ProfileError as error:
             return (_bundle(error_bundle(error)),)
         except UsageError as error:
@@ -323,6 +395,12 @@ class ProfileForm:
             # The form runs on its own thread: an unexpected failure must show up, not vanish into a log.
             log.exception("The profile form's lookup failed")
             return (_bundle({"text/plain": f"✖ Unexpected error: {type(error).__name__}: {error}"}),)
+        finally:
+            if run is not None:
+                self.batch.done(run, fetched)
+        if run is not None:
+            return tuple(self.batch.outputs(invocation, fetched))
+        result, batch, summary = fetched
         outputs = []
         bound = _invoke.bind(self.magics, invocation.out, result)
         if bound is not None:

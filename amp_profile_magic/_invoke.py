@@ -39,6 +39,7 @@ __all__ = [
     "describe",
     "fetch",
     "ids_from",
+    "interrupted_message",
     "parse",
     "result_summary",
     "run",
@@ -261,12 +262,17 @@ def run(host: Host, invocation: Invocation, identities: Sequence[Identity], *, s
         display({"text/plain": bound}, raw=True)
         result = None
     if batch.interrupted:
-        fetched = len(batch) - batch.missing
-        raise BatchInterrupted(
-            f"{batch.missing} of {len(batch)} users not fetched; the {fetched} fetched are in {out} "
-            "(its failures list the missing ones)"
-        )
+        raise BatchInterrupted(interrupted_message(batch, out or PARTIAL_RESULT_NAME))
     return result
+
+
+def interrupted_message(batch: BatchResult, out: str) -> str:
+    """What an interrupted batch says (the magic's KeyboardInterrupt line, the form's after Stop)."""
+    fetched = len(batch) - batch.missing
+    return (
+        f"{batch.missing} of {len(batch)} users not fetched; the {fetched} fetched are in {out} "
+        "(its failures list the missing ones)"
+    )
 
 
 def result_summary(result: Any) -> str:

@@ -119,7 +119,9 @@ def test_prefill_from_the_magic_line(shell: Any) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("--users ids recs=a", "batches need %ampprofile --users"),
+        ("--users ids recs=a", "--users ids: no variable 'ids' holding ids"),
+        ("--users 'ids[:2]' recs=a", "no variable 'ids\\[:2\\]' holding ids .* an expression needs %ampprofile"),
+        ("--users a --devices b recs=a", "give --users or --devices, not both"),
         ("user=1 device=2 recs=a", "not both"),
         ("user=1 recz=a", "unknown keyword 'recz'; did you mean 'recs'?"),
     ],
