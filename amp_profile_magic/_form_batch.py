@@ -108,17 +108,20 @@ class BatchRun:
 
     def finish(self, fetched: _invoke.Fetched | None) -> None:
         """Draw the final state: the whole bar, or how far a stopped batch got; ``None`` when the batch failed."""
-        finished, total, _ = self._last
+        finished, total, note = self._last
         took = f"{time.monotonic() - self.started:.1f} s"
+        # The last note stays (retries, pacing), as in the summary line below.
+        note = f" · {note}" if note else ""
         if fetched is None:
-            self.panel.draw(finished, total, f"failed after {took}", style="danger")
+            self.panel.draw(finished, total, f"failed after {took}{note}", style="danger")
             return
         batch = fetched.batch
         if batch.interrupted:
-            self.panel.draw(finished, total, f"stopped after {took}", style="warning")
+            self.panel.draw(finished, total, f"stopped after {took}{note}", style="warning")
         else:
             # Every unique lookup finished; the summary line below says how each went.
-            self.panel.draw(total, total, f"done in {took}", style="warning" if batch.failures else "success")
+            style = "warning" if batch.failures else "success"
+            self.panel.draw(total, total, f"done in {took}{note}", style=style)
 
 
 class BatchPanel:

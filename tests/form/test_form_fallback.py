@@ -81,3 +81,42 @@ def test_nbconvert_html_of_a_notebook_saved_without_widget_state_shows_the_fallb
     assert html.escape(FALLBACK_INTRO, quote=False) in body
     assert "%ampprofile user=12345 recs=testRecId" in body
     assert "VBox(children" not in body
+
+
+def test_text_form_of_a_batch_gives_the_cell_or_the_users_line(shell: Any, form: Any) -> None:
+    """Pasted ids give the equivalent %%ampprofile cell, indented whole; a variable gives the --users line."""
+    fill(form, recs="testRecId", out="recs")
+    form.batch.mode.value = "paste"
+    form.batch.pasted.value = "12345\nit's me\n"
+    data, _ = shell.display_formatter.format(form)
+    assert data["text/plain"] == (
+        f"{FALLBACK_INTRO}\nThe equivalent cell, to run instead:\n"
+        "  %%ampprofile recs=testRecId -o recs\n  12345\n  'it''s me'"
+    )
+    shell.run_cell("ids = ['12345']")
+    form.batch.mode.value = "variable"
+    form.batch.variable.value = "ids"
+    data, _ = shell.display_formatter.format(form)
+    assert data["text/plain"].endswith(
+        "The equivalent line, to run instead:\n  %ampprofile --users ids recs=testRecId -o recs"
+    )
+
+
+def test_terminal_ipython_shows_a_batch_forms_users_line(tmp_path: Path) -> None:
+    """A form opened on a variable in a terminal IPython prints the --users line to run instead."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    source = "%load_ext amp_profile_magic\nids = ['12345', 'user-00001']\n%ampprofile_form --users ids props -o res\n"
+    completed = subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--HistoryManager.enabled=False"],
+        input=source,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert FALLBACK_INTRO in completed.stdout
+    assert "  %ampprofile --users ids props -o res\n" in completed.stdout
+    assert "VBox(children" not in completed.stdout + completed.stderr
