@@ -301,3 +301,36 @@ def test_id_variables_lists_what_users_takes(shell: Any) -> None:
         ("index (Index, 3)", "index"),
         ("series (Series, 1)", "series"),
     ]
+
+
+def hold(form: Any, seconds: float) -> None:
+    """A throttle hold on the client's budget, as after a 429 with Retry-After."""
+    form.magics.client._budget().throttled(seconds, None, adaptive=False)
+
+
+def test_progress_label_says_the_batch_waits_on_a_throttle_hold(form: Any) -> None:
+    """While the kernel's budget is held, the label counts the hold down; the batch then finishes."""
+    labels: list[str] = []
+    form.batch.progress_label.observe(lambda change: labels.append(change["new"]), names="value")
+    paste(form, ["12345", "user-00001", "user-00002"], props=True)
+    hold(form, 1.5)
+    click_and_wait(form)
+    assert "0 of 3 · waiting on a throttle hold, 2s left" in labels
+    assert form.batch.progress_label.value.startswith("3 of 3 · done in ")
+
+
+def test_stop_ends_a_throttle_hold_at_once(shell: Any, form: Any) -> None:
+    """Stop during a 30 s hold ends the batch within about a second; nothing fetched, every user listed missing."""
+    paste(form, ["12345", "user-00001", "user-00002"], props=True)
+    hold(form, 30)
+    form.fetch_button.click()
+    wait_for(lambda: "waiting on a throttle hold" in form.batch.progress_label.value)
+    started = time.monotonic()
+    form.batch.stop_button.click()
+    assert form.wait(timeout=5)
+    assert time.monotonic() - started < 1.5
+    assert output_data(form)[0]["text/plain"] == "Interrupted: 0 of 3 fetched, 3 missing (kept what finished)."
+    partial = shell.user_ns[_invoke.PARTIAL_RESULT_NAME]
+    assert len(partial) == 0
+    assert [record["user_id"] for record in partial.attrs["failures"]] == ["12345", "user-00001", "user-00002"]
+    assert_idle(form)
