@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -33,6 +34,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOT = ARTIFACTS / "form.png"
+BATCH_SCREENSHOT = ARTIFACTS / "form-batch.png"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -171,7 +173,8 @@ def _run_all_cells(page: Any) -> None:
 
 
 def test_form_fetches_and_renders_the_table_in_jupyterlab(lab: str) -> None:
-    """In JupyterLab the form renders, fills from typing, and Fetch shows user 12345's recommendation table."""
+    """In JupyterLab the form renders, fills from typing, and Fetch shows user 12345's recommendation table;
+    switched to pasted ids, it fetches a batch with a live Stop button and shows the summary and failures."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -213,6 +216,34 @@ def test_form_fetches_and_renders_the_table_in_jupyterlab(lab: str) -> None:
             expect(page.locator(".amp-output .amp-profile-error")).to_contain_text("Unknown user or device")
             expect(button).to_be_enabled()
             page.screenshot(path=str(ARTIFACTS / "form-error.png"), full_page=True)
+
+            # A batch: switch who to pasted ids, paste three (one unknown), Fetch, wait for the summary line.
+            stop = page.locator("button.amp-stop")
+            expect(stop).to_be_hidden()
+            page.locator(".amp-who-mode button", has_text="pasted ids").click()
+            expect(page.locator(".amp-identity-value input")).to_be_hidden()
+            expect(stop).to_be_disabled()
+            page.locator(".amp-pasted-ids textarea").fill("12345\nuser-00001\nnobody-at-all")
+            expect(page.locator(".amp-line code")).to_have_text(
+                "%%ampprofile recs=testRecId\n12345\nuser-00001\nnobody-at-all"
+            )
+            expect(page.locator(".amp-line")).to_contain_text("(3 user ids)")
+            button.click()
+            expect(stop).to_be_enabled()  # a second of latency per request: the batch is still running
+            expect(page.locator(".amp-output")).to_contain_text("Fetching: 3 users")
+            summary = page.locator(".amp-output .amp-summary")
+            # 12345 was fetched above, so the local store answers it (as it would for %%ampprofile).
+            expect(summary).to_have_text(
+                re.compile(r"2 profiles \(1 from the local store, .* old; 1 fetched\) · 1 failed: unknown_user ×1")
+            )
+            expect(page.locator(".amp-progress-label")).to_contain_text("3 of 3 · done in ")
+            expect(page.locator(".amp-output .amp-failures")).to_have_text("failures (1)")
+            expect(page.locator(".amp-output table", has_text="nobody-at-all")).to_contain_text("unknown_user")
+            expect(page.locator(".amp-output table", has_text="cookie")).to_contain_text("12345")
+            expect(stop).to_be_disabled()
+            expect(button).to_be_enabled()
+            form.scroll_into_view_if_needed()
+            page.screenshot(path=str(BATCH_SCREENSHOT), full_page=True)
         except Exception:
             # What the page showed when it went wrong is the quickest clue.
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -221,3 +252,4 @@ def test_form_fetches_and_renders_the_table_in_jupyterlab(lab: str) -> None:
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+    assert BATCH_SCREENSHOT.stat().st_size > 10_000
