@@ -297,12 +297,23 @@ class AmpProfileMagics(Magics):
         The controls come from the installed section plugins. Under them is the ``%ampprofile`` line the form
         runs, ready to paste into a cell; an incomplete selection shows the grammar's error and disables Fetch.
         Where widgets do not render (a terminal IPython, nbconvert HTML) the form shows as text: what it needs
-        and the equivalent ``%ampprofile`` line.
-        Arguments, if any, prefill the form (same grammar as ``%ampprofile``, one user or device)::
+        and the equivalent ``%ampprofile`` line (or cell).
+
+        Batches: switch who from "one id" to "pasted ids" (one id per line, sent exactly as written; the form
+        shows the equivalent ``%%ampprofile`` cell) or "variable" (a list, tuple, Series, Index or array of your
+        namespace, read like ``--users NAME``; the form shows that line). A progress bar counts the lookups with
+        the magic's note (retries, throttle holds, pacing); at the end come the magic's summary line, the bound
+        variable and the failures table. Stop ends the batch like Ctrl-C: what finished is kept, in the ``-o``
+        name or ``_ampprofile_partial``.
+
+        Arguments, if any, prefill the form (same grammar as ``%ampprofile``: one user or device, or
+        ``--users NAME`` / ``--devices NAME`` for a variable of ids)::
 
           In [1]: %ampprofile_emulator
           In [2]: %ampprofile_form
           In [3]: %ampprofile_form user=12345 recs=testRecId -o recs
+          In [4]: ids = ["12345", "user-00001"]
+          In [5]: %ampprofile_form --users ids props -o profiles
         """
         from amp_profile_magic._form import ProfileForm
 
