@@ -342,6 +342,7 @@ class ProfileForm:
     def _on_click(self, button: object) -> None:
         if self.batch.active and not self.busy:
             # A variable's ids are read when Fetch is pressed, as the pasted line reads them when it runs.
+            self.batch.forget()
             self._refresh()
         # Button.click() and a frontend's double click both reach here: only one lookup at a time.
         with self._lock:

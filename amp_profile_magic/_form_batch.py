@@ -141,6 +141,9 @@ class BatchPanel:
         self.on_change = on_change
         self.run: BatchRun | None = None
         self._quiet = False
+        # The last variable read: (kind, name, length), the object itself, and its ids or the complaint. Reading a
+        # 100,000-id Series takes about half a second, too long to repeat per keystroke or after every cell.
+        self._read: tuple[tuple[str, str, int], object, list[str] | str] | None = None
 
         self.mode = widgets.ToggleButtons(options=MODES, value="one", style={"button_width": "auto"})
         self.mode.add_class("amp-who-mode")
@@ -220,18 +223,35 @@ class BatchPanel:
                 )
             raise GrammarError(f"pick the variable that holds the {kind} ids")
         invocation = parse_line(header)
-        option = f"--{kind}s"
-        expression = invocation.users_expr if kind == "user" else invocation.devices_expr
-        try:
-            ids = _invoke.ids_from(self.host, option, expression)
-        except UsageError as error:
-            # The magic's own complaint, without its "%ampprofile: " prefix (the form shows it under its line).
-            raise GrammarError(str(error).removeprefix("%ampprofile: ")) from None
+        ids = self._ids(kind, str(name), invocation)
         users, devices = (ids, None) if kind == "user" else (None, ids)
         identities = zip_identities(users, devices)
         source = "%ampprofile " + header
         note = f"{len(identities):,} {kind} ids"
         return Parsed(invocation=invocation, identities=identities, source=source, note=note)
+
+    def _ids(self, kind: str, name: str, invocation: Invocation) -> list[str]:
+        """The variable's ids as ``--users NAME`` reads them; read again only when the variable changed."""
+        shell = self.host.shell
+        value: Any = shell.user_ns.get(name) if shell is not None else None
+        key = (kind, name, len(value) if hasattr(value, "__len__") else -1)
+        read = self._read
+        if read is None or read[0] != key or read[1] is not value:
+            option = f"--{kind}s"
+            expression = invocation.users_expr if kind == "user" else invocation.devices_expr
+            try:
+                found: list[str] | str = _invoke.ids_from(self.host, option, expression) or []
+            except UsageError as error:
+                # The magic's own complaint, without its "%ampprofile: " prefix (the form shows it under its line).
+                found = str(error).removeprefix("%ampprofile: ")
+            self._read = read = (key, value, found)
+        if isinstance(read[2], str):
+            raise GrammarError(read[2])
+        return read[2]
+
+    def forget(self) -> None:
+        """Read the variable again next time (Fetch does: a list changed in place keeps its object and length)."""
+        self._read = None
 
     # -- running ----------------------------------------------------------------------------------------------------
 

@@ -334,3 +334,32 @@ def test_stop_ends_a_throttle_hold_at_once(shell: Any, form: Any) -> None:
     assert len(partial) == 0
     assert [record["user_id"] for record in partial.attrs["failures"]] == ["12345", "user-00001", "user-00002"]
     assert_idle(form)
+
+
+def test_a_variable_is_read_once_per_change_not_per_keystroke(
+    shell: Any, emulator: Emulator, form: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typing in other controls and running cells reuse the ids read; a new or resized variable, or Fetch, reads again."""
+    reads: list[str | None] = []
+    real = _invoke.ids_from
+
+    def counted(host: Any, option: str, expression: str | None, local_ns: Any = None) -> Any:
+        reads.append(expression)
+        return real(host, option, expression, local_ns)
+
+    monkeypatch.setattr(_invoke, "ids_from", counted)
+    shell.run_cell("ids = ['12345', 'user-00001']")
+    pick(form, "ids", props=True)
+    assert reads == ["ids"]
+    for text in ("t", "te", "testRecId"):
+        form.fields["recs"].widget.value = text
+    shell.run_cell("unrelated = 1")
+    assert reads == ["ids"]
+    shell.run_cell("ids.append('user-00002')")  # a new length: read again, and the note follows
+    assert reads == ["ids", "ids"]
+    assert "(3 user ids)" in form.line_view.value
+    shell.user_ns["ids"][0] = "user-00009"  # same object, same length: only Fetch sees it
+    emulator.reset()
+    click_and_wait(form)
+    assert reads == ["ids", "ids", "ids"]
+    assert sorted(asked(emulator)) == ["user-00001", "user-00002", "user-00009"]
