@@ -339,7 +339,7 @@ def test_stop_ends_a_throttle_hold_at_once(shell: Any, form: Any) -> None:
 def test_a_variable_is_read_once_per_change_not_per_keystroke(
     shell: Any, emulator: Emulator, form: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Typing in other controls and running cells reuse the ids read; a new or resized variable, or Fetch, reads again."""
+    """Typing elsewhere and running cells reuse the ids read; a new or resized variable, or Fetch, reads again."""
     reads: list[str | None] = []
     real = _invoke.ids_from
 
