@@ -15,6 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -67,16 +68,14 @@ def _output(data: dict[str, Any], metadata: dict[str, Any] | None = None) -> dic
     return {"output_type": "display_data", "data": data, "metadata": metadata or {}}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Parsed:
     """A valid batch selection: the invocation, its identities, the equivalent cell or line, and a short note."""
 
-    __slots__ = ("identities", "invocation", "note", "source")
-
-    def __init__(self, *, invocation: Invocation, identities: list[Identity], source: str, note: str) -> None:
-        self.invocation = invocation
-        self.identities = identities
-        self.source = source
-        self.note = note
+    invocation: Invocation
+    identities: list[Identity]
+    source: str
+    note: str
 
 
 class BatchRun:
@@ -144,6 +143,8 @@ class BatchPanel:
         # The last variable read: (kind, name, length), the object itself, and its ids or the complaint. Reading a
         # 100,000-id Series takes about half a second, too long to repeat per keystroke or after every cell.
         self._read: tuple[tuple[str, str, int], object, list[str] | str] | None = None
+        # The last paste read: (kind, text) and its cell body and identities (50,000 lines take two seconds).
+        self._body: tuple[tuple[str, str], str, list[Identity]] | None = None
 
         self.mode = widgets.ToggleButtons(options=MODES, value="one", style={"button_width": "auto"})
         self.mode.add_class("amp-who-mode")
@@ -204,15 +205,21 @@ class BatchPanel:
         return self._parse_variable(kind, header)
 
     def _parse_pasted(self, kind: str, header: str) -> Parsed:
-        ids = [line for line in self.pasted.value.splitlines() if line.strip()]
-        if not ids:
-            raise GrammarError(f"paste {kind} ids, one per line")
-        # Each id quoted for the cell body, then read back by the cell's own parser: the cell sends what the form sends.
-        body = "\n".join(quote(text) if kind == "user" else f"device={quote(text)}" for text in ids)
+        key = (kind, self.pasted.value)
+        if self._body is None or self._body[0] != key:
+            ids = [line for line in self.pasted.value.splitlines() if line.strip()]
+            if not ids:
+                raise GrammarError(f"paste {kind} ids, one per line")
+            # Each id quoted for the cell body, then read back by the cell's own parser: the cell sends what the
+            # form sends.
+            body = "\n".join(quote(text) if kind == "user" else f"device={quote(text)}" for text in ids)
+            self._body = (key, body, parse_body(body))
+        _, body, identities = self._body
         invocation = parse_line(header, cell=True)
-        identities = parse_body(body)
         source = f"%%ampprofile {header}".rstrip() + f"\n{body}"
-        return Parsed(invocation=invocation, identities=identities, source=source, note=f"{len(ids):,} {kind} ids")
+        return Parsed(
+            invocation=invocation, identities=identities, source=source, note=f"{len(identities):,} {kind} ids"
+        )
 
     def _parse_variable(self, kind: str, header: str) -> Parsed:
         name = self.variable.value
@@ -273,6 +280,8 @@ class BatchPanel:
         run.finish(fetched)
         if self.run is run:
             self.run = None
+        if self.mode.value == "one":  # switched away while the batch ran: Stop stayed until now
+            self.stop_button.layout.display = "none"
 
     def draw(self, finished: int, total: int, note: str, *, stopping: bool = False, style: str | None = None) -> None:
         """Show ``finished`` of ``total`` on the bar and the note beside it."""
@@ -386,7 +395,8 @@ class BatchPanel:
         self.pasted.layout.display = None if mode == "paste" else "none"
         self.variable_row.layout.display = None if mode == "variable" else "none"
         self.widget.layout.display = None if mode != "one" else "none"
-        self.stop_button.layout.display = None if mode != "one" else "none"
+        # A running batch keeps its Stop button whatever the switch says.
+        self.stop_button.layout.display = None if mode != "one" or self.run is not None else "none"
         if self.run is None:
             self.progress_row.layout.display = "none"
 
