@@ -758,7 +758,8 @@ class ProfileClient(Configurable):
         except KeyboardInterrupt:
             interrupted = True
             cancel.set()
-            log.warning("Batch interrupted: %d of %d lookups finished.", len(finished), target)
+            # INFO: the summary line (and the magic's error) already say it, in the cell, where the user looks.
+            log.info("Batch interrupted: %d of %d lookups finished.", len(finished), target)
         finally:
             # In-flight requests see the cancel event at their next socket wait (a quarter second at most) and
             # close their connections; nothing waits for them here.
