@@ -32,22 +32,36 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class PacingSummary:
-    """How adaptive pacing went in a batch: throttled responses, and the lowest rate sends were paced at."""
+    """How pacing went in a batch: throttled responses, the lowest rate sends were paced at, and any fallback."""
 
     throttled: int = 0
     #: Requests per minute at the lowest, when adaptive pacing went below requests_per_minute; else None.
     paced_down_to: float | None = None
+    #: Why sends were paced in the kernel instead of the shared budget ("redis unreachable"); "" when none was.
+    fallback: str = ""
+    #: The rate those kernel-paced sends were allowed, per minute (a share of requests_per_minute).
+    fallback_rate: float = 0.0
+
+    def parts(self) -> list[str]:
+        """The summary line's pacing parts, each only when there is something to say."""
+        parts = []
+        if self.fallback:
+            parts.append(f"budget: kernel fallback at {self.fallback_rate:,.0f}/min ({self.fallback})")
+        if self.paced_down_to is not None:
+            if self.throttled:
+                throttles = "throttle" if self.throttled == 1 else "throttles"
+                parts.append(f"paced down to {self.paced_down_to:,.0f}/min after {self.throttled} {throttles}")
+            else:  # another participant of the shared budget was throttled, and everyone slowed down
+                parts.append(f"paced down to {self.paced_down_to:,.0f}/min after throttles elsewhere")
+        return parts
 
     def describe(self) -> str:
-        """``paced down to 240/min after 3 throttles``, or "" when the rate was never lowered."""
-        if self.paced_down_to is None:
-            return ""
-        throttles = "throttle" if self.throttled == 1 else "throttles"
-        return f"paced down to {self.paced_down_to:,.0f}/min after {self.throttled} {throttles}"
+        """``paced down to 240/min after 3 throttles`` (the parts joined by " · "), or "" when nothing changed."""
+        return " · ".join(self.parts())
 
 
 class PacingMeter:
-    """Counts one client's throttled responses and the lowest rate it paced at, since the last :meth:`start`.
+    """Counts one client's throttled responses, the lowest rate it paced at, and any fallback, since :meth:`start`.
 
     Batches of one client run one at a time (a cell, a form fetch), so one meter per client suffices.
     """
@@ -56,16 +70,21 @@ class PacingMeter:
         self._lock = threading.Lock()
         self._throttled = 0
         self._lowest: float | None = None
+        self._fallback = ""
+        self._fallback_rate = 0.0
 
     def start(self) -> None:
         """Begin a new batch's count."""
         with self._lock:
-            self._throttled, self._lowest = 0, None
+            self._throttled, self._lowest, self._fallback, self._fallback_rate = 0, None, "", 0.0
 
-    def paced(self, rate: float, ceiling: float) -> None:
-        """A send was paced at ``rate`` while the setting was ``ceiling`` (both per minute)."""
-        if rate < ceiling * 0.995:  # below by more than rounding
-            with self._lock:
+    def paced(self, rate: float, ceiling: float, fallback: str = "") -> None:
+        """A send was paced at ``rate`` while it could have gone at ``ceiling`` (both per minute); ``fallback`` says
+        why it was paced in the kernel instead of the shared budget, when it was."""
+        with self._lock:
+            if fallback:
+                self._fallback, self._fallback_rate = fallback, ceiling
+            if rate < ceiling * 0.995:  # below by more than rounding
                 self._lowest = rate if self._lowest is None else min(self._lowest, rate)
 
     def throttle(self) -> None:
@@ -76,7 +95,7 @@ class PacingMeter:
     def summary(self) -> PacingSummary:
         """The counts so far."""
         with self._lock:
-            return PacingSummary(self._throttled, self._lowest)
+            return PacingSummary(self._throttled, self._lowest, self._fallback, self._fallback_rate)
 
 
 @dataclass(frozen=True, slots=True)

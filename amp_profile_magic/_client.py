@@ -880,7 +880,7 @@ class ProfileClient(Configurable):
                 stats.attempted()
                 if self.cassette_mode != "replay":  # a replay sends nothing, so it spends none of the API's budget
                     grant[0] = granted = budget.acquire(self.requests_per_minute, cancel, self.adaptive_pacing)
-                    self._meter.paced(granted.rate, self.requests_per_minute)
+                    self._meter.paced(granted.rate, granted.ceiling, granted.fallback)
                 try:
                     return self._send(params, cancel)
                 except exc.Throttled:

@@ -14,12 +14,12 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from amp_profile_magic._pacing import Pacer, kernel_pacer, sleep
+from amp_profile_magic._pacing import Cancelled, Pacer, kernel_pacer, sleep
 from amp_profile_magic._secret import Secret, SecretURL
 
 from . import _aimd
@@ -44,6 +44,8 @@ KERNEL = "kernel"
 FALLBACK_SHARE = 0.5
 #: Seconds between attempts to use a failed shared budget again.
 RETRY_SHARED_AFTER = 30.0
+#: Seconds between looks at the cancel event while a thread queues for its process's turn at the shared window.
+TURN_POLL = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,10 @@ class Grant:
     rate: float
     sent_at: float
     clock: object
+    #: The rate before any adaptive cut (requests_per_minute, or its fallback share), per minute.
+    ceiling: float = 0.0
+    #: Why the send was paced in the kernel instead of the shared budget ("redis unreachable"); "" when it was not.
+    fallback: str = ""
 
 
 class Budget(Protocol):
@@ -89,7 +95,7 @@ class KernelBudget:
         """See :meth:`Budget.acquire`."""
         rate = requests_per_minute * self._share(adaptive)
         self._pacer.acquire(rate, cancel)
-        return Grant(rate, time.monotonic(), self)
+        return Grant(rate, time.monotonic(), self, requests_per_minute)
 
     def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
         """See :meth:`Budget.throttled`."""
@@ -118,24 +124,40 @@ class KernelBudget:
 
 
 class SharedBudget:
-    """One scope of a shared window: reserve a slot, sleep until it, then claim the send."""
+    """One scope of a shared window: try to send, and sleep (interruptibly) for as long as the window says."""
 
     def __init__(self, window: SharedWindow, scope: str) -> None:
         self.description = window.description
         self._window = window
         self._scope = scope
+        # One thread per process asks the window at a time; the others queue here, not at the backend, so a
+        # process's eight threads do not all wake for the same free slot (a polling herd) and race for it.
+        self._turn = threading.Lock()
+        self._failures = 0
+        self._last_failure: BackendDown | None = None
 
     def acquire(self, requests_per_minute: float, cancel: threading.Event | None, adaptive: bool) -> Grant:
         """See :meth:`Budget.acquire`."""
-        wait, rate = self._window.reserve(self._scope, requests_per_minute, adaptive)
-        while True:
-            if wait > 0:
+        failures = self._failures
+        while not self._turn.acquire(timeout=TURN_POLL):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+        try:
+            if self._failures != failures and self._last_failure is not None:
+                # The window failed while this thread queued: fail at once, or eight threads would each wait out
+                # the backend's timeout in turn.
+                raise self._last_failure
+            while True:
+                try:
+                    wait, rate, now = self._window.try_send(self._scope, requests_per_minute, adaptive)
+                except BackendDown as error:
+                    self._failures, self._last_failure = self._failures + 1, error
+                    raise
+                if wait <= 0:
+                    return Grant(rate, now, self._window, requests_per_minute)
                 sleep(wait, cancel)
-            # The slot was a first estimate: the claim also waits a full interval after the last actual send by
-            # anyone, and for a hold that came after the reservation.
-            wait, stamp = self._window.claim(self._scope, requests_per_minute, adaptive)
-            if wait <= 0:
-                return Grant(rate, stamp, self._window)
+        finally:
+            self._turn.release()
 
     def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
         """See :meth:`Budget.throttled`."""
@@ -157,6 +179,7 @@ class FallbackBudget:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._warned = False
+        self._reason = ""
 
     def acquire(self, requests_per_minute: float, cancel: threading.Event | None, adaptive: bool) -> Grant:
         """See :meth:`Budget.acquire`."""
@@ -165,7 +188,8 @@ class FallbackBudget:
                 return self._shared.acquire(requests_per_minute, cancel, adaptive)
             except BackendDown as error:
                 self._went_down(error)
-        return self._kernel.acquire(requests_per_minute * FALLBACK_SHARE, cancel, adaptive)
+        grant = self._kernel.acquire(requests_per_minute * FALLBACK_SHARE, cancel, adaptive)
+        return replace(grant, fallback=self._reason)
 
     def throttled(self, hold: float, grant: Grant | None, adaptive: bool) -> None:
         """See :meth:`Budget.throttled`."""
@@ -200,6 +224,7 @@ class FallbackBudget:
             if time.monotonic() < self._down_until:
                 return  # another thread already switched
             self._down_until = time.monotonic() + RETRY_SHARED_AFTER
+            self._reason = error.reason
             first, self._warned = not self._warned, True
         if first:
             log.warning("Pacing in this kernel at %d%% of requests_per_minute: %s.", round(FALLBACK_SHARE * 100), error)

@@ -1,44 +1,57 @@
 """The shared budget in an SQLite file: every kernel and job on one machine that uses the same file.
 
-Each step is one ``BEGIN IMMEDIATE`` transaction (the file's write lock, taken by one process at a time, waiting
-at most :data:`BUSY_TIMEOUT`): read the scope's row, apply the step (:class:`._gcra.ScopeState`), write it back.
-Wall-clock time (``time.time``) is the clock, shared by every process of the machine and meaningful across
-reboots, unlike ``time.monotonic``. The file is private (0600 in a 0700 directory), because scopes are named by a
-fingerprint of the secret key. SQLite's locks are not reliable on network filesystems (NFS, SMB), so a file on one
-is refused and the client paces in the kernel, with a warning that names Redis or a local path.
+The spacing of sends is pyrate-limiter's ``SQLiteBucket``, one table per scope: a log of sends checked against
+``Rate(1, interval)`` (no send by anyone in the last interval), taken under the library's file lock (filelock),
+which makes the check-and-insert of every process on the machine one at a time. The clock is read inside that lock,
+so a send's time is never older than one already logged. Beside it, in the same file and under the same lock, the
+``holds`` table keeps what the library has no notion of (:class:`._window.HoldState`): the throttle hold and the
+adaptive rate. Wall-clock time (``time.time``) is the clock, shared by every process of the machine and meaningful
+across reboots, unlike ``time.monotonic``. The file and its lock file are private (0600 in a 0700 directory),
+because scopes are named by a fingerprint of the secret key. SQLite's locks (and flock) are not reliable on network
+filesystems (NFS, SMB), so a file on one is refused and the client paces in the kernel, with a warning that names
+Redis or a local path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ._gcra import ScopeState
-from ._window import BackendDown
+from ._window import MAX_AHEAD, BackendDown, HoldState, interval_ms
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+    from pyrate_limiter import SQLiteBucket
 
 __all__ = ["NETWORK_FILESYSTEMS", "SqliteWindow", "filesystem_type"]
 
 T = TypeVar("T")
 
-#: Seconds a step waits for another process's transaction before the backend counts as locked. A step holds the
-#: lock for well under a millisecond, so only a stuck or foreign lock waits this long.
+#: Seconds a step waits for another process (the file lock, or SQLite's own lock) before the backend counts as
+#: locked. A step holds the lock for well under a millisecond, so only a stuck or foreign lock waits this long.
 BUSY_TIMEOUT = 2.0
+#: Seconds between polls for the file lock while another process holds it (filelock's default is 50 ms, half an
+#: interval at 600/min; a step holds the lock for a fraction of a millisecond).
+LOCK_POLL = 0.001
+#: Sends older than this are deleted from the log, every LEAK_EVERY seconds: the check only looks one interval back
+#: (at most 20 minutes, at 1/min paced down to the floor), and the log must not grow with every batch.
+KEEP_SECONDS = 1200.0
+LEAK_EVERY = 10.0
 
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "ncpfs"}
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS budget (
+_HOLDS = """
+CREATE TABLE IF NOT EXISTS holds (
     scope TEXT PRIMARY KEY,
-    next_slot REAL NOT NULL,
-    last_send REAL NOT NULL,
     held_until REAL NOT NULL,
     cut_factor REAL NOT NULL,
     cut_at REAL NOT NULL,
@@ -46,80 +59,137 @@ CREATE TABLE IF NOT EXISTS budget (
 )
 """
 # Constant statements: only the scope (a fingerprint) and the numbers are bound as parameters.
-_SELECT = "SELECT next_slot, last_send, held_until, cut_factor, cut_at, cuts FROM budget WHERE scope = ?"
-_UPSERT = (
-    "INSERT OR REPLACE INTO budget (scope, next_slot, last_send, held_until, cut_factor, cut_at, cuts) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_SELECT = "SELECT held_until, cut_factor, cut_at, cuts FROM holds WHERE scope = ?"
+_UPSERT = "INSERT OR REPLACE INTO holds (scope, held_until, cut_factor, cut_at, cuts) VALUES (?, ?, ?, ?, ?)"
 
 
 class SqliteWindow:
-    """Per-scope pacing state in one SQLite file, updated atomically across processes."""
+    """Per-scope pacing in one SQLite file (pyrate-limiter's bucket plus our hold), shared by processes."""
 
     def __init__(self, path: Path, *, description: str) -> None:
         self.description = description
         self._path = path
         self._lock = threading.Lock()  # one connection per process; its threads take turns
         self._connection: sqlite3.Connection | None = None
+        self._file_lock: FileLock | None = None
+        self._buckets: dict[tuple[str, int], SQLiteBucket] = {}
+        self._tables: set[str] = set()
+        self._leaked_at = 0.0
         self._failures = 0
-        self._last_failure = ""
+        self._last_failure = BackendDown("", reason="")
 
-    def reserve(self, scope: str, requests_per_minute: float, adaptive: bool) -> tuple[float, float]:
-        """See :meth:`._window.SharedWindow.reserve`."""
-        return self._step(scope, lambda state, now: state.reserve(now, requests_per_minute, adaptive))
+    def try_send(self, scope: str, requests_per_minute: float, adaptive: bool) -> tuple[float, float, float]:
+        """See :meth:`._window.SharedWindow.try_send`."""
+        from pyrate_limiter import RateItem
 
-    def claim(self, scope: str, requests_per_minute: float, adaptive: bool) -> tuple[float, float]:
-        """See :meth:`._window.SharedWindow.claim`."""
-        return self._step(scope, lambda state, now: (state.claim(now, requests_per_minute, adaptive), now))
+        def step(connection: sqlite3.Connection, now_ms: int) -> tuple[float, float, float]:
+            now = now_ms / 1000
+            hold = _read(connection, scope, now)
+            rate = hold.rate(now, requests_per_minute, adaptive)
+            if hold.held_until > now:
+                return hold.held_until - now, rate, now
+            bucket = self._bucket(connection, scope, interval_ms(rate))
+            item = RateItem(scope, now_ms)
+            if not bucket.put(item):
+                wait_ms = int(bucket.waiting(item))  # type: ignore[arg-type]  # a sync bucket answers an int
+                if wait_ms <= MAX_AHEAD * 1000:
+                    return max(wait_ms, 1) / 1000, rate, now
+                # A logged send more than MAX_AHEAD ahead: the clock jumped back. Forget the log, do not wait for it.
+                bucket.flush()
+                if not bucket.put(item):
+                    return 0.001, rate, now
+            if now - self._leaked_at > LEAK_EVERY:
+                self._leaked_at = now
+                bucket.leak(now_ms - int(KEEP_SECONDS * 1000))
+            return 0.0, rate, now
+
+        return self._step(step)
 
     def throttle(self, scope: str, hold: float, sent_at: float | None, adaptive: bool) -> None:
         """See :meth:`._window.SharedWindow.throttle`."""
-        self._step(scope, lambda state, now: state.throttle(now, hold, sent_at, adaptive))
+
+        def step(connection: sqlite3.Connection, now_ms: int) -> None:
+            state = _read(connection, scope, now_ms / 1000)
+            state.throttle(now_ms / 1000, hold, sent_at, adaptive)
+            connection.execute(_UPSERT, (scope, state.held_until, state.cut_factor, state.cut_at, state.cuts))
+            connection.commit()
+
+        self._step(step)
 
     def hold_remaining(self, scope: str) -> float:
         """See :meth:`._window.SharedWindow.hold_remaining`."""
-        return self._step(scope, lambda state, now: max(0.0, state.held_until - now))
+        now = time.time()
+        return max(0.0, self.hold_state(scope).held_until - now)
 
-    def state(self, scope: str) -> ScopeState:
-        """The scope's stored state (for tests and diagnostics)."""
-        return self._step(scope, lambda state, now: ScopeState(*_values(state)))
+    def hold_state(self, scope: str) -> HoldState:
+        """The scope's stored hold and adaptive rate (for tests and diagnostics)."""
+        return self._step(lambda connection, now_ms: _read(connection, scope, now_ms / 1000))
 
     def close(self) -> None:
         """Close the connection; the next step reopens it."""
         with self._lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+            self._drop_connection()
 
-    def _step(self, scope: str, apply: Callable[[ScopeState, float], T]) -> T:
+    def _bucket(self, connection: sqlite3.Connection, scope: str, interval: int) -> SQLiteBucket:
+        """The library's bucket for ``scope`` at one send per ``interval`` ms (one object per rate, one table)."""
+        from pyrate_limiter import Rate, SQLiteBucket, SQLiteQueries
+
+        bucket = self._buckets.get((scope, interval))
+        if bucket is None:
+            table = f"sends_{scope}"  # a hex fingerprint: safe inside the library's quoted table name
+            if table not in self._tables:
+                connection.execute(SQLiteQueries.CREATE_BUCKET_TABLE.format(table=table))
+                connection.execute(
+                    SQLiteQueries.CREATE_INDEX_ON_TIMESTAMP.format(index_name=f"idx_{table}", table_name=table)
+                )
+                connection.commit()
+                self._tables.add(table)
+            # Rate(1, n) admits a send when none is logged at or after now - n: the gap is n + 1 ms, hence n - 1.
+            bucket = SQLiteBucket([Rate(1, max(1, interval - 1))], connection, table, lock=self._file_lock)
+            self._buckets[scope, interval] = bucket
+        return bucket
+
+    def _step(self, apply: Callable[[sqlite3.Connection, int], T]) -> T:
         failures = self._failures
         with self._lock:
             if self._failures != failures:
                 # The step before ours failed while we queued: fail at once, or eight threads would each wait out
                 # the busy timeout in turn.
-                raise BackendDown(self._last_failure)
+                raise self._last_failure
             try:
                 connection = self._connect()
-                connection.execute("BEGIN IMMEDIATE")
+                assert self._file_lock is not None
+                self._file_lock.acquire(timeout=BUSY_TIMEOUT, poll_interval=LOCK_POLL)
                 try:
-                    row = connection.execute(_SELECT, (scope,)).fetchone()
-                    state = ScopeState(*row) if row else ScopeState()
-                    result = apply(state, time.time())
-                    connection.execute(
-                        _UPSERT,
-                        (scope, *_values(state)),
-                    )
-                    connection.execute("COMMIT")
+                    # The clock is read holding the lock: no send logged after ours can carry an earlier time.
+                    return apply(connection, time.time_ns() // 1_000_000)
                 except BaseException:
                     if connection.in_transaction:
-                        connection.execute("ROLLBACK")
+                        connection.rollback()
                     raise
+                finally:
+                    self._file_lock.release()
             except (sqlite3.Error, OSError) as error:
                 self._drop_connection()
                 self._failures += 1
-                self._last_failure = f"the rate budget file {self._path} is unusable: {error}"
-                raise BackendDown(self._last_failure) from None
-            return result
+                self._last_failure = self._down(error)
+                raise self._last_failure from None
+
+    def _down(self, error: BaseException) -> BackendDown:
+        from filelock import Timeout
+
+        if isinstance(error, BackendDown):
+            return error
+        text = str(error)
+        if isinstance(error, Timeout):
+            reason, text = "budget file locked", f"locked by another process for over {BUSY_TIMEOUT:g} s"
+        elif "locked" in text:
+            reason = "budget file locked"
+        elif "readonly" in text or getattr(error, "errno", None) in {errno.EACCES, errno.EPERM, errno.EROFS}:
+            reason = "budget file read-only"
+        else:
+            reason = "budget file unusable"
+        return BackendDown(f"the rate budget file {self._path} is unusable: {text}", reason=reason)
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None:
@@ -129,36 +199,51 @@ class SqliteWindow:
             raise BackendDown(
                 f"the rate budget file {self._path} is on a network filesystem ({fstype}), where SQLite's locks are "
                 "not reliable: set ProfileClient.rate_limiter (or $AMPLITUDE_PROFILE_RATE_LIMITER) to a redis:// URL, "
-                "or to sqlite:/// and a path on a local disk"
+                "or to sqlite:/// and a path on a local disk",
+                reason=f"budget file on {fstype}",
             )
+        try:
+            from filelock import FileLock
+        except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+            raise BackendDown(
+                "the shared rate budget needs filelock and pyrate-limiter: pip install amp_profile_magic",
+                reason="pyrate-limiter missing",
+            ) from None
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Created private before SQLite opens it (SQLite would use the umask); its -wal and -shm files inherit it.
         os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
-        connection = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        connection = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT, check_same_thread=False)
         try:
             # WAL: a commit appends to the log instead of rewriting a journal file, and synchronous=NORMAL skips the
-            # fsync per commit. A crash may lose the last few steps, which costs nothing here; it cannot corrupt.
+            # fsync per commit. A crash may lose the last few sends, which costs nothing here; it cannot corrupt.
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            # Fold the log back into the file every 64 pages: the state is a few rows, the log need not grow to 4 MB.
+            # Fold the log back into the file every 64 pages: the state is small, the log need not grow to 4 MB.
             connection.execute("PRAGMA wal_autocheckpoint=64")
-            connection.execute(_SCHEMA)
+            connection.execute(_HOLDS)
+            connection.commit()
         except BaseException:
             connection.close()
             raise
         self._connection = connection
+        self._file_lock = FileLock(self._path.with_name(self._path.name + ".lock"), mode=0o600)
         return connection
 
     def _drop_connection(self) -> None:
         # After an error the next step starts from a fresh connection (the file may have been fixed meanwhile).
         connection, self._connection = self._connection, None
+        self._buckets.clear()
+        self._tables.clear()
         if connection is not None:
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
 
 
-def _values(state: ScopeState) -> tuple[float, float, float, float, float, int]:
-    return (state.next_slot, state.last_send, state.held_until, state.cut_factor, state.cut_at, state.cuts)
+def _read(connection: sqlite3.Connection, scope: str, now: float) -> HoldState:
+    row = connection.execute(_SELECT, (scope,)).fetchone()
+    state = HoldState(*row) if row else HoldState()
+    state.forget_the_future(now)
+    return state
 
 
 def filesystem_type(directory: Path, mounts: str | None = None) -> str | None:

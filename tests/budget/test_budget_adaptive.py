@@ -75,7 +75,9 @@ def test_throttled_by_other_traffic_the_client_paces_down_and_finishes(limited: 
     throttled = sum(1 for entry in mine if entry.status == 429)
     assert all(outcome.ok for outcome in batch)
     assert batch.pacing.throttled == throttled > 0
-    assert throttled / len(mine) < 0.1, f"{throttled} of {len(mine)} throttled"
+    # Figure 9 measures about 0.3% at 3,000/min; 5% leaves room for a loaded machine and still fails a client
+    # that merely retries its way through (adaptive pacing off is throttled far more, see below).
+    assert throttled / len(mine) < 0.05, f"{throttled} of {len(mine)} throttled"
     assert batch.pacing.paced_down_to is not None
     assert batch.pacing.paced_down_to < LIMIT * 0.75
     assert batch.pacing.describe().startswith(f"paced down to {batch.pacing.paced_down_to:,.0f}/min after")

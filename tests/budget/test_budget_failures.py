@@ -64,6 +64,26 @@ def test_redis_killed_mid_batch(emu: Emulator, redis_server: RedisServer, caplog
     assert elapsed < 1.0 + USERS / (RATE / 2) * 60 + 5
 
 
+def test_the_summary_says_the_batch_fell_back_and_nothing_else(emu: Emulator) -> None:
+    """With Redis unreachable, the batch's summary says "budget: kernel fallback at N/min (redis unreachable)" once,
+    and no "paced down … after 0 throttles": nothing was throttled."""
+    from amp_profile_magic._result import summary_line
+    from tests.budget.conftest import _free_port
+
+    client = ProfileClient(
+        endpoint=emu.url,
+        api_key=emu.api_key,
+        timeout=5.0,
+        requests_per_minute=RATE,
+        rate_limiter=f"redis://127.0.0.1:{_free_port()}/0",
+    )
+    batch = client.lookup_many([ProfileQuery(user_id=user) for user in emu.dataset.user_ids[:10]])
+    assert all(outcome.ok for outcome in batch)
+    assert batch.pacing.parts() == [f"budget: kernel fallback at {RATE // 2}/min (redis unreachable)"]
+    assert summary_line(batch) == f"10 profiles · budget: kernel fallback at {RATE // 2}/min (redis unreachable)"
+    assert client.pacing_note() == batch.pacing.describe()
+
+
 def test_redis_frozen_times_out_instead_of_hanging(
     emu: Emulator, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -98,7 +118,7 @@ def _make_budget_file(path: Path) -> None:
     from amp_profile_magic._budget._sqlite import SqliteWindow
 
     window = SqliteWindow(path, description=str(path))
-    window.reserve("scope", 60.0, False)
+    window.try_send("scope", 60.0, False)
     window.close()
 
 

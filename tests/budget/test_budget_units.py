@@ -1,9 +1,14 @@
-"""The budget's parts, one function at a time: GCRA steps, AIMD, settings, masking, filesystem detection."""
+"""The budget's parts, one function at a time: spacing through the library's buckets, the hold and AIMD, settings,
+masking, filesystem detection."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
+import sqlite3
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,41 +17,97 @@ from traitlets import TraitError
 from amp_profile_magic import ProfileClient
 from amp_profile_magic._batch import PacingSummary
 from amp_profile_magic._budget import _aimd, scope_of
-from amp_profile_magic._budget._gcra import HEADROOM, LATENESS_FORGIVEN, MAX_AHEAD, ScopeState
 from amp_profile_magic._budget._sqlite import SqliteWindow, filesystem_type
+from amp_profile_magic._budget._window import HEADROOM, MAX_AHEAD, HoldState, SharedWindow, interval_ms
 from amp_profile_magic._secret import Secret, SecretURL, mask_url
+from tests.budget.conftest import start_redis
 from tests.conftest import CANARY_KEY
 
 #: One interval at 600/min, with the shared budget's headroom.
 INTERVAL = 0.1 * (1 + HEADROOM)
 
 
-def test_reservations_are_one_interval_apart_with_no_burst() -> None:
-    """Ten reservations at the same instant get slots one interval apart at 600/min: no burst allowance at all."""
-    state = ScopeState()
-    waits = [state.reserve(1000.0, 600.0, adaptive=False)[0] for _ in range(10)]
-    assert waits == pytest.approx([i * INTERVAL for i in range(10)])
+@pytest.fixture(params=["sqlite", "redis"])
+def windows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SharedWindow, SharedWindow]]:
+    """Two participants' windows (own connections) on one SQLite file, or on one private redis-server."""
+    if request.param == "sqlite":
+        made: list[SharedWindow] = [SqliteWindow(tmp_path / "b.sqlite", description="b") for _ in range(2)]
+        yield made[0], made[1]
+    else:
+        from amp_profile_magic._budget._redis import RedisWindow
+
+        server = start_redis()
+        made = [RedisWindow(SecretURL(server.url), description=server.url) for _ in range(2)]
+        try:
+            yield made[0], made[1]
+        finally:
+            server.kill()
+    for window in made:
+        window.close()
 
 
-def test_a_claim_waits_a_full_interval_after_the_last_actual_send() -> None:
-    """A late waker sends; the next slot's holder then waits until one interval after that send, less at most
-    LATENESS_FORGIVEN of the late waker's lateness."""
-    state = ScopeState()
-    state.reserve(1000.0, 600.0, adaptive=False)
-    state.reserve(1000.0, 600.0, adaptive=False)  # the second slot, one interval later
-    assert state.claim(1000.08, 600.0, adaptive=False) == 0.0  # the first holder woke 80 ms late
-    due = 1000.08 - LATENESS_FORGIVEN + INTERVAL
-    assert state.claim(1000.1, 600.0, adaptive=False) == pytest.approx(due - 1000.1)
-    assert state.claim(due + 0.001, 600.0, adaptive=False) == 0.0
-    # That claim was 1 ms after its earliest time, all of it forgiven: the next is due one interval after `due`.
-    assert state.claim(due + 0.05, 600.0, adaptive=False) == pytest.approx(INTERVAL - 0.05)
+def test_the_interval_rounds_up_with_headroom() -> None:
+    """600/min is one send per 101 ms (100 ms and 1% headroom); a rate that does not divide evenly rounds up."""
+    assert interval_ms(600.0) == 101
+    assert interval_ms(7.0) == 8658  # 8571.4 ms × 1.01 = 8657.1, never shorter
+    assert interval_ms(1e9) == 1
 
 
-def test_a_throttle_holds_every_slot_and_cuts_once_per_congestion_event() -> None:
-    """A throttle pushes all later sends past the hold; throttles of requests sent before the cut do not cut again."""
-    state = ScopeState()
+def test_sends_through_a_shared_window_are_one_interval_apart_with_no_burst(
+    windows: tuple[SharedWindow, SharedWindow],
+) -> None:
+    """Right after one participant's send, neither it nor another may send until one interval has passed: no burst
+    allowance at all, and the wait the library names is that interval."""
+    first, second = windows
+    wait, rate, sent = first.try_send("scope", 600.0, adaptive=False)
+    assert (wait, rate) == (0.0, 600.0)
+    for window in (first, second):
+        wait, _, now = window.try_send("scope", 600.0, adaptive=False)
+        assert 0 < wait <= INTERVAL + 0.002
+        assert now - sent + wait == pytest.approx(INTERVAL, abs=0.0015)
+
+
+def test_two_participants_taking_turns_never_send_closer_than_an_interval(
+    windows: tuple[SharedWindow, SharedWindow],
+) -> None:
+    """Two participants that each wait as the window says send 20 times between them, each grant one interval (on
+    the backend's clock) after the one before, less at most the 1 ms the library's whole-millisecond clock rounds."""
+    grants: list[float] = []
+    while len(grants) < 20:
+        for window in windows:
+            wait, _, now = window.try_send("scope", 3000.0, adaptive=False)
+            if wait == 0:
+                grants.append(now)
+            else:
+                time.sleep(wait / 2)  # out of step with each other on purpose
+    gaps = [later - earlier for earlier, later in itertools.pairwise(grants)]
+    assert min(gaps) >= (interval_ms(3000.0) - 1) / 1000, gaps
+
+
+def test_a_throttle_holds_every_participant_and_cuts_once_per_congestion_event(
+    windows: tuple[SharedWindow, SharedWindow],
+) -> None:
+    """A throttle seen by one participant holds the other's sends for the hold; throttles of requests sent before
+    the cut do not cut again, a request sent after it does."""
+    first, second = windows
+    _, _, now = first.try_send("scope", 600.0, adaptive=True)
+    first.throttle("scope", 2.0, sent_at=now, adaptive=True)
+    wait, rate, _ = second.try_send("scope", 600.0, adaptive=True)
+    assert 1.9 < wait <= 2.0  # the hold, not the spacing
+    assert rate == pytest.approx(600 * _aimd.DECREASE, rel=0.01)
+    assert 1.9 < second.hold_remaining("scope") <= 2.0
+    second.throttle("scope", 0.5, sent_at=now, adaptive=True)  # sent before the cut: the same event
+    assert second.try_send("scope", 600.0, adaptive=True)[1] == pytest.approx(600 * _aimd.DECREASE, rel=0.01)
+    second.throttle("scope", 0.5, sent_at=None, adaptive=True)  # unknown: a new event
+    assert second.try_send("scope", 600.0, adaptive=True)[1] == pytest.approx(600 * _aimd.DECREASE**2, rel=0.01)
+    assert second.try_send("scope", 600.0, adaptive=False)[1] == 600.0  # off: the setting, whatever others did
+
+
+def test_hold_state_cuts_once_per_congestion_event() -> None:
+    """HoldState: a throttle pushes the hold; throttles of requests sent before the cut do not cut again."""
+    state = HoldState()
     state.throttle(1000.0, 2.0, sent_at=999.9, adaptive=True)
-    assert state.reserve(1000.5, 600.0, adaptive=False)[0] == pytest.approx(1.5)  # the hold, not the spacing
+    assert state.held_until == 1002.0
     assert state.cut_factor == pytest.approx(_aimd.DECREASE)
     state.throttle(1000.1, 2.0, sent_at=999.95, adaptive=True)  # sent before the cut at 1000.0: same event
     assert state.cuts == 1
@@ -56,7 +117,7 @@ def test_a_throttle_holds_every_slot_and_cuts_once_per_congestion_event() -> Non
 
 def test_the_adaptive_rate_recovers_additively_up_to_the_setting() -> None:
     """After a cut the rate climbs by RECOVERY_PER_SECOND of the setting each second, never above it."""
-    state = ScopeState()
+    state = HoldState()
     state.throttle(1000.0, 0.0, sent_at=None, adaptive=True)
     assert state.rate(1000.0, 600.0, adaptive=True) == pytest.approx(600 * 0.7)
     assert state.rate(1010.0, 600.0, adaptive=True) == pytest.approx(600 * (0.7 + 10 * _aimd.RECOVERY_PER_SECOND))
@@ -72,10 +133,19 @@ def test_aimd_never_goes_below_the_floor() -> None:
     assert factor == _aimd.FLOOR
 
 
-def test_times_from_a_clock_that_jumped_back_are_forgotten() -> None:
-    """A stored slot more than MAX_AHEAD in the future (a clock set back) does not make everyone wait for it."""
-    state = ScopeState(next_slot=5000.0 + MAX_AHEAD * 2, held_until=5000.0 + MAX_AHEAD * 2)
-    assert state.reserve(5000.0, 600.0, adaptive=False)[0] == 0.0
+def test_times_from_a_clock_that_jumped_back_are_forgotten(tmp_path: Path) -> None:
+    """A hold, or a logged send, more than MAX_AHEAD in the future (a clock set back) does not make everyone wait."""
+    state = HoldState(held_until=5000.0 + MAX_AHEAD * 2, cut_factor=0.1, cut_at=5000.0 + MAX_AHEAD * 2)
+    state.forget_the_future(5000.0)
+    assert state == HoldState()
+    window = SqliteWindow(tmp_path / "b.sqlite", description="b")
+    window.try_send("scope", 600.0, adaptive=False)  # creates the scope's log
+    future_ms = int((time.time() + MAX_AHEAD * 2) * 1000)
+    with sqlite3.connect(tmp_path / "b.sqlite") as connection:
+        connection.execute("INSERT INTO sends_scope (name, item_timestamp) VALUES ('x', ?)", (future_ms,))
+    time.sleep(INTERVAL)
+    assert window.try_send("scope", 600.0, adaptive=False)[0] == 0.0
+    window.close()
 
 
 def test_scope_names_endpoint_and_key_without_the_key() -> None:
@@ -148,7 +218,7 @@ def test_the_budget_file_is_private(tmp_path: Path) -> None:
     """The budget file and its WAL files are 0600, in a directory of 0700 that the budget created."""
     path = tmp_path / "new" / "budget.sqlite"
     window = SqliteWindow(path, description=str(path))
-    window.reserve("scope", 600.0, adaptive=False)
+    window.try_send("scope", 600.0, adaptive=False)
     for item in path.parent.iterdir():
         assert item.stat().st_mode & 0o777 == 0o600, item
     assert path.parent.stat().st_mode & 0o777 == 0o700
@@ -187,7 +257,7 @@ def test_a_budget_file_on_nfs_is_refused_with_what_to_do_instead(tmp_path: Path)
     _sqlite.filesystem_type = lambda directory, mounts=None: "nfs4"  # type: ignore[assignment]
     try:
         with pytest.raises(BackendDown, match=r"network filesystem \(nfs4\).*redis://.*local disk"):
-            window.reserve("scope", 600.0, adaptive=False)
+            window.try_send("scope", 600.0, adaptive=False)
     finally:
         _sqlite.filesystem_type = original
     assert not (tmp_path / "budget.sqlite").exists()
@@ -198,3 +268,15 @@ def test_pacing_summary_reads_as_the_issue_asks() -> None:
     assert PacingSummary(throttled=3, paced_down_to=240.4).describe() == "paced down to 240/min after 3 throttles"
     assert PacingSummary(throttled=1, paced_down_to=1234.0).describe() == "paced down to 1,234/min after 1 throttle"
     assert PacingSummary(throttled=4).describe() == ""
+
+
+def test_pacing_summary_says_what_happened_each_part_only_when_non_zero() -> None:
+    """A fallback reads "budget: kernel fallback at N/min (why)", never "paced down … after 0 throttles"; a rate
+    lowered by others' throttles says so; both parts join like the rest of the summary line."""
+    fallback = PacingSummary(fallback="redis unreachable", fallback_rate=300.0)
+    assert fallback.parts() == ["budget: kernel fallback at 300/min (redis unreachable)"]
+    assert PacingSummary(paced_down_to=420.0).describe() == "paced down to 420/min after throttles elsewhere"
+    both = PacingSummary(throttled=2, paced_down_to=210.0, fallback="budget file locked", fallback_rate=300.0)
+    assert both.describe() == (
+        "budget: kernel fallback at 300/min (budget file locked) · paced down to 210/min after 2 throttles"
+    )
