@@ -975,6 +975,9 @@ class ProfileClient(Configurable):
                     # of a chained traceback, and tracebacks with locals (%xmode Verbose) would print the key.
                     auth=self._authorize,
                 )
+                if self.cassette_mode != "replay":
+                    # The budget's connection too (its library, file or server): a first send then waits for neither.
+                    self._budget().open()
             return self._http
 
     def _authorize(self, request: httpx.Request) -> httpx.Request:

@@ -79,6 +79,10 @@ class Budget(Protocol):
         """Seconds left of a throttle hold on this budget (0 when sends are not held)."""
         ...
 
+    def open(self) -> None:
+        """Connect now (the backend's libraries, file or server), so that the first send does not wait for it."""
+        ...
+
 
 class KernelBudget:
     """Today's behaviour: this process's :class:`Pacer`, plus the adaptive rate kept in the process."""
@@ -110,6 +114,9 @@ class KernelBudget:
     def hold_remaining(self) -> float:
         """See :meth:`Budget.hold_remaining`."""
         return self._pacer.hold_remaining()
+
+    def open(self) -> None:
+        """See :meth:`Budget.open`: nothing to open in the kernel."""
 
     def reset(self) -> None:
         """Back to the full rate (tests start each case from a clean budget)."""
@@ -168,6 +175,10 @@ class SharedBudget:
         """See :meth:`Budget.hold_remaining`."""
         return self._window.hold_remaining(self._scope)
 
+    def open(self) -> None:
+        """See :meth:`Budget.open`."""
+        self._window.open()
+
 
 class FallbackBudget:
     """A shared budget that paces in the kernel, at a conservative rate, while the shared one is unusable."""
@@ -209,6 +220,14 @@ class FallbackBudget:
             except BackendDown as error:
                 self._went_down(error)
         return self._kernel.hold_remaining()
+
+    def open(self) -> None:
+        """See :meth:`Budget.open`; a failure here is the same one warning a failed send gives."""
+        if self._shared_usable():
+            try:
+                self._shared.open()
+            except BackendDown as error:
+                self._went_down(error)
 
     @property
     def degraded(self) -> bool:

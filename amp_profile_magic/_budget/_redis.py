@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from amp_profile_magic._secret import SecretURL
@@ -88,6 +89,7 @@ class RedisWindow:
             try:
                 client, _ = self._connect()
                 now, hold = self._read(client, scope)
+                read_at = time.monotonic()
                 rate = hold.rate(now, requests_per_minute, adaptive)
                 if hold.held_until > now:
                     return hold.held_until - now, rate, now
@@ -99,7 +101,9 @@ class RedisWindow:
                 if wait_ms > MAX_AHEAD * 1000:
                     bucket.flush()  # an arrival time from a server clock that jumped back: forget it
                     return 0.001, rate, now
-                return max(wait_ms, 1) / 1000, rate, now
+                # The wait counts from the send's time, rounded down to the ms and read a round trip or two ago:
+                # aim at the server time it names, on this machine's clock.
+                return max((item.timestamp + wait_ms) / 1000 - now - (time.monotonic() - read_at), 0.001), rate, now
             except Exception as error:  # redis-py's errors, and OSError beneath them
                 raise self._down(error) from None
 
@@ -131,6 +135,16 @@ class RedisWindow:
         except Exception as error:
             raise self._down(error) from None
         return max(0.0, hold.held_until - now)
+
+    def open(self) -> None:
+        """See :meth:`._window.SharedWindow.open`."""
+        try:
+            import pyrate_limiter  # noqa: F401 - imported now rather than on the first send
+
+            client, _ = self._connect()
+            client.ping()
+        except Exception as error:
+            raise self._down(error) from None
 
     def close(self) -> None:
         """Close the connection pool; the next step reconnects."""

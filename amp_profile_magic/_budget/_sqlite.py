@@ -93,7 +93,8 @@ class SqliteWindow:
             if not bucket.put(item):
                 wait_ms = int(bucket.waiting(item))  # type: ignore[arg-type]  # a sync bucket answers an int
                 if wait_ms <= MAX_AHEAD * 1000:
-                    return max(wait_ms, 1) / 1000, rate, now
+                    # The wait counts from now_ms, which is rounded down and already in the past: aim at the time.
+                    return max((now_ms + wait_ms) / 1000 - time.time(), 0.001), rate, now
                 # A logged send more than MAX_AHEAD ahead: the clock jumped back. Forget the log, do not wait for it.
                 bucket.flush()
                 if not bucket.put(item):
@@ -120,6 +121,12 @@ class SqliteWindow:
         """See :meth:`._window.SharedWindow.hold_remaining`."""
         now = time.time()
         return max(0.0, self.hold_state(scope).held_until - now)
+
+    def open(self) -> None:
+        """See :meth:`._window.SharedWindow.open`."""
+        import pyrate_limiter  # noqa: F401 - imported now rather than on the first send
+
+        self._step(lambda connection, now_ms: None)
 
     def hold_state(self, scope: str) -> HoldState:
         """The scope's stored hold and adaptive rate (for tests and diagnostics)."""

@@ -98,6 +98,10 @@ class SharedWindow(Protocol):
         """Seconds left of the scope's throttle hold (0 when none)."""
         ...
 
+    def open(self) -> None:
+        """Import the library and connect (the file, the server) now instead of on the first send."""
+        ...
+
     def close(self) -> None:
         """Release connections and files."""
         ...
