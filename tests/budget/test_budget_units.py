@@ -62,9 +62,12 @@ def test_sends_through_a_shared_window_are_one_interval_apart_with_no_burst(
     wait, rate, sent = first.try_send("scope", 600.0, adaptive=False)
     assert (wait, rate) == (0.0, 600.0)
     for window in (first, second):
-        wait, _, now = window.try_send("scope", 600.0, adaptive=False)
-        assert 0 < wait <= INTERVAL + 0.002
-        assert now - sent + wait == pytest.approx(INTERVAL, abs=0.0015)
+        wait, _, _ = window.try_send("scope", 600.0, adaptive=False)
+        answered = time.time()  # the wait counts from the answer (both backends' clocks are this machine's here)
+        assert 0 < wait <= INTERVAL
+        # It names the time one interval after the send (less the 1 ms the library's whole-ms clock rounds), never
+        # earlier; later only by what a busy machine took between the answer and this line.
+        assert INTERVAL - 0.001 <= answered + wait - sent <= INTERVAL + 0.05
 
 
 def test_two_participants_taking_turns_never_send_closer_than_an_interval(
@@ -93,9 +96,9 @@ def test_a_throttle_holds_every_participant_and_cuts_once_per_congestion_event(
     _, _, now = first.try_send("scope", 600.0, adaptive=True)
     first.throttle("scope", 2.0, sent_at=now, adaptive=True)
     wait, rate, _ = second.try_send("scope", 600.0, adaptive=True)
-    assert 1.9 < wait <= 2.0  # the hold, not the spacing
+    assert 1.0 < wait <= 2.0  # the hold (2 s, less what a busy machine took since), not the spacing (0.1 s)
     assert rate == pytest.approx(600 * _aimd.DECREASE, rel=0.01)
-    assert 1.9 < second.hold_remaining("scope") <= 2.0
+    assert 1.0 < second.hold_remaining("scope") <= 2.0
     second.throttle("scope", 0.5, sent_at=now, adaptive=True)  # sent before the cut: the same event
     assert second.try_send("scope", 600.0, adaptive=True)[1] == pytest.approx(600 * _aimd.DECREASE, rel=0.01)
     second.throttle("scope", 0.5, sent_at=None, adaptive=True)  # unknown: a new event
