@@ -145,7 +145,10 @@ class AmpProfileMagics(Magics):
         AMPLITUDE_PROFILE_URL environment variables. Pacing counts requests_per_minute against one budget
         shared by every kernel of this user on this machine (ProfileClient.rate_limiter or
         AMPLITUDE_PROFILE_RATE_LIMITER: kernel, sqlite:///PATH or redis://HOST:PORT/DB), and paces down when
-        throttled ("paced down to 240/min after 3 throttles" in the summary).
+        throttled ("paced down to 240/min after 3 throttles" in the summary). A shared budget that cannot be
+        reached never fails a batch: the kernel paces alone at half the rate, and the summary says "budget: kernel
+        fallback at 300/min (redis unreachable)". Retries are counted in the summary ("186 retries (4 throttled)"),
+        not printed one by one.
         """
         if cell is not None:
             # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.

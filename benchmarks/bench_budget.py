@@ -1,13 +1,13 @@
 """Figures 8-10: the shared request budget (rate_limiter) across processes, beside other traffic, and its cost.
 
-7. **Sharing at the limit.** Three client processes, each with its own users, start together against one emulator
+8. **Sharing at the limit.** Three client processes, each with its own users, start together against one emulator
    process whose rolling-window limit equals the shared budget. Combined elapsed (first start to last finish) ÷
    ideal (all users ÷ limit), and the emulator's throttled count, for the default SQLite budget, for Redis (a
    private redis-server, when installed) and, beside them, for ``kernel`` pacing (each process paces only itself).
-8. **Beside other traffic.** A generator in this process sends half the limit, evenly, for one window before and
+9. **Beside other traffic.** A generator in this process sends half the limit, evenly, for one window before and
    during a batch of one client (adaptive pacing on, requests_per_minute = the whole limit). Measured: the share
    of the client's requests that were throttled, and its rate ÷ the rate the other traffic left.
-9. **Cost per request** of each backend: the time of one pacing acquisition when the rate never binds, in one
+10. **Cost per request** of each backend: the time of one pacing acquisition when the rate never binds, in one
    thread, for ``kernel``, the default SQLite file (the file lock, our hold row and pyrate-limiter's check-and-log)
    and Redis on loopback (one round trip for the server's time and our hold, one for pyrate-limiter's GCRA).
 
