@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,10 @@ def shell(emulator: Emulator) -> Iterator[object]:
     magics.client.backoff_max = 0.05
     magics.client.requests_per_minute = 600_000
     magics.client.timeout = 2.0
+    # IPython's reset below ends in a full gc.collect(), which walked every object of the session (pandas, IPython,
+    # all that earlier tests imported): 0.4 s per test, minutes over the suite. What is alive now outlives the test
+    # anyway, so it moves to the permanent generation and the collect walks only what this test made.
+    gc.freeze()
     yield ip
     ip.run_line_magic("unload_ext", "amp_profile_magic")
     ip.reset(new_session=False)
