@@ -63,7 +63,8 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
 def proxy() -> Iterator[ForwardProxy]:
     """A forward proxy serving on a background thread for one test."""
     server = ForwardProxy()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() returns at serve_forever's next poll: 0.5 s by default, most of a short test's time.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield server
     server.shutdown()

@@ -99,7 +99,10 @@ def scripted_api() -> Iterator[ScriptedApi]:
     server.daemon_threads = True
     api = ScriptedApi(server)
     server.api = api  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name="scripted-api", daemon=True)
+    # shutdown() returns at serve_forever's next poll: 0.5 s by default, most of a short test's time.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="scripted-api", daemon=True
+    )
     thread.start()
     yield api
     server.shutdown()
