@@ -2,10 +2,11 @@
 
     python participant.py SPEC_JSON
 
-SPEC_JSON: url, key, users, start_at (time.time() to begin at, so participants start together), and optional
-client settings (rate_limiter, requests_per_minute, adaptive_pacing, max_concurrency). Without rate_limiter the
-client's default is used. Warnings go to stderr. The JSON line has ok (user ids fetched), failed (kind per user),
-elapsed, pacing (throttled, paced_down_to) and warnings (the log's warning lines).
+SPEC_JSON: url, key, users, optionally ready_file and go_file (touch ready_file once set up, then begin when go_file
+appears, so participants that started one by one begin together), and optional client settings (rate_limiter,
+requests_per_minute, adaptive_pacing, max_concurrency). Without rate_limiter the client's default is used. Warnings
+go to stderr. The JSON line has ok (user ids fetched), failed (kind per user), elapsed, pacing (throttled,
+paced_down_to) and warnings (the log's warning lines).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -41,9 +43,11 @@ def main() -> None:
     )
     queries = [ProfileQuery(user_id=user) for user in spec["users"]]
     client._client()  # connection pool ready before the common start
-    delay = spec.get("start_at", 0) - time.time()
-    if delay > 0:
-        time.sleep(delay)
+    if "ready_file" in spec:
+        Path(spec["ready_file"]).touch()
+        go, deadline = Path(spec["go_file"]), time.monotonic() + 120
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
     started = time.monotonic()
     batch = client.lookup_many(queries)
     elapsed = time.monotonic() - started

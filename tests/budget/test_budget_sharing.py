@@ -31,21 +31,31 @@ def limited() -> Iterator[Emulator]:
         yield emu
 
 
-def run_three(emu: Emulator, start: Callable[..., Any], **settings: Any) -> list[dict[str, Any]]:
-    """Three participants, 30 distinct users each, starting together; their reports."""
+def run_three(emu: Emulator, start: Callable[..., Any], tmp_path: Path, **settings: Any) -> list[dict[str, Any]]:
+    """Three participants, 30 distinct users each, beginning together once all three are set up; their reports."""
     users = emu.dataset.user_ids[: 3 * PER_PARTICIPANT]
-    start_at = time.time() + 3.0  # after every interpreter has started
+    ready = [tmp_path / f"ready-{i}" for i in range(3)]
+    go = tmp_path / "go"
     processes = [
         start(
             url=emu.url,
             key=emu.api_key,
             users=users[i * PER_PARTICIPANT : (i + 1) * PER_PARTICIPANT],
-            start_at=start_at,
+            ready_file=str(ready[i]),
+            go_file=str(go),
             requests_per_minute=LIMIT,
             **settings,
         )
         for i in range(3)
     ]
+    # Wait for the interpreters to be up (not a fixed time: that was 3 s, too long unloaded and maybe too short on a
+    # loaded machine), then start all three at once.
+    deadline = time.monotonic() + 60
+    while not all(path.exists() for path in ready) and time.monotonic() < deadline:
+        ended = [process for process in processes if process.poll() is not None]
+        assert not ended, f"a participant ended before it was ready: {ended[0].communicate()[1][-2000:]}"
+        time.sleep(0.01)
+    go.touch()
     return [report(process) for process in processes]
 
 
@@ -69,23 +79,23 @@ def test_three_processes_share_an_sqlite_budget(
     limited: Emulator, participants: Callable[..., Any], tmp_path: Path
 ) -> None:
     """Three processes pacing against one SQLite file at the emulator's limit are never throttled."""
-    reports = run_three(limited, participants, rate_limiter=f"sqlite:///{tmp_path}/shared.sqlite")
+    reports = run_three(limited, participants, tmp_path, rate_limiter=f"sqlite:///{tmp_path}/shared.sqlite")
     assert_shared_without_throttling(limited, reports)
 
 
 def test_three_processes_share_a_redis_budget(
-    limited: Emulator, participants: Callable[..., Any], redis_server: RedisServer
+    limited: Emulator, participants: Callable[..., Any], redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Three processes pacing against one Redis server at the emulator's limit are never throttled."""
-    reports = run_three(limited, participants, rate_limiter=redis_server.url)
+    reports = run_three(limited, participants, tmp_path, rate_limiter=redis_server.url)
     assert_shared_without_throttling(limited, reports)
 
 
 def test_three_processes_with_default_settings_share_the_machine_budget(
-    limited: Emulator, participants: Callable[..., Any]
+    limited: Emulator, participants: Callable[..., Any], tmp_path: Path
 ) -> None:
     """With no rate_limiter set, three processes of one user (same cache directory) share the default file."""
-    reports = run_three(limited, participants)
+    reports = run_three(limited, participants, tmp_path)
     assert_shared_without_throttling(limited, reports)
     budget_file = Path(os.environ["XDG_CACHE_HOME"]) / "amp_profile_magic" / "rate-budget.sqlite"
     assert budget_file.exists()
@@ -93,9 +103,9 @@ def test_three_processes_with_default_settings_share_the_machine_budget(
 
 
 def test_kernel_pacing_alone_is_throttled_when_three_processes_share_the_limit(
-    limited: Emulator, participants: Callable[..., Any]
+    limited: Emulator, participants: Callable[..., Any], tmp_path: Path
 ) -> None:
     """The control: with rate_limiter=kernel each process paces only itself, so three of them are throttled."""
-    reports = run_three(limited, participants, rate_limiter="kernel")
+    reports = run_three(limited, participants, tmp_path, rate_limiter="kernel")
     assert limited.stats()["throttled"] > 0
     assert sum(len(result["ok"]) for result in reports) == 3 * PER_PARTICIPANT  # retried, still every user
