@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, needs_local_scope, no_var_expand
@@ -372,8 +372,9 @@ def magic_help() -> str:
     return doc.replace(SECTIONS_HEADING + "\n\n", SECTIONS_HEADING + "\n\n" + lines + "\n", 1)
 
 
-# IPython's ? calls an object's getdoc() when it has one; a bound method finds it on its function.
-AmpProfileMagics.ampprofile.getdoc = magic_help
+# IPython's ? calls an object's getdoc() when it has one; a bound method finds it on its function. (Any: IPython 9
+# ships types, in which the decorated method is a union of callables with no such attribute.)
+cast(Any, AmpProfileMagics.ampprofile).getdoc = magic_help
 
 
 def scrub_config(client: ProfileClient) -> None:
