@@ -22,20 +22,25 @@ ROOT = Path(__file__).resolve().parents[2]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def test_terminal_ipython_shows_the_text_fallback_with_the_equivalent_line(tmp_path: Path) -> None:
-    """In a real terminal IPython, the form prints what it needs and the %ampprofile line, not a VBox repr."""
+def terminal_ipython(source: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` in a real terminal IPython (this checkout importable), capturing what it printed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    source = "%load_ext amp_profile_magic\n%ampprofile_form user=12345 recs=testRecId,testRecId2 props -o profile\n"
-    completed = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--HistoryManager.enabled=False"],
         input=source,
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         timeout=120,
         check=False,
     )
+
+
+def test_terminal_ipython_shows_the_text_fallback_with_the_equivalent_line(tmp_path: Path) -> None:
+    """In a real terminal IPython, the form prints what it needs and the %ampprofile line, not a VBox repr."""
+    source = "%load_ext amp_profile_magic\n%ampprofile_form user=12345 recs=testRecId,testRecId2 props -o profile\n"
+    completed = terminal_ipython(source, tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert FALLBACK_INTRO in completed.stdout
     assert "  %ampprofile user=12345 recs=testRecId,testRecId2 props -o profile\n" in completed.stdout
@@ -104,18 +109,8 @@ def test_text_form_of_a_batch_gives_the_cell_or_the_users_line(shell: Any, form:
 
 def test_terminal_ipython_shows_a_batch_forms_users_line(tmp_path: Path) -> None:
     """A form opened on a variable in a terminal IPython prints the --users line to run instead."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     source = "%load_ext amp_profile_magic\nids = ['12345', 'user-00001']\n%ampprofile_form --users ids props -o res\n"
-    completed = subprocess.run(
-        [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--HistoryManager.enabled=False"],
-        input=source,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    completed = terminal_ipython(source, tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert FALLBACK_INTRO in completed.stdout
     assert "  %ampprofile --users ids props -o res\n" in completed.stdout
