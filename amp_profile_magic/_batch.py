@@ -11,7 +11,15 @@ from ._exceptions import ProfileError
 from ._models import Profile
 from ._query import ProfileQuery
 
-__all__ = ["BatchResult", "Outcome", "PacingMeter", "PacingSummary"]
+__all__ = ["BatchResult", "Outcome", "PacingMeter", "PacingSummary", "describe_retries"]
+
+
+def describe_retries(retries: int, throttled: int) -> str:
+    """``186 retries (4 throttled)``, or "" when nothing was retried: the summary line's and progress bar's part."""
+    if not retries:
+        return ""
+    held = f" ({throttled:,} throttled)" if throttled else ""
+    return f"{retries:,} {'retry' if retries == 1 else 'retries'}{held}"
 
 
 @dataclass(frozen=True, slots=True)

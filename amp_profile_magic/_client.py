@@ -22,7 +22,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, obse
 from traitlets.config import Configurable
 
 from . import _exceptions as exc
-from ._batch import BatchResult, Outcome, PacingMeter
+from ._batch import BatchResult, Outcome, PacingMeter, describe_retries
 from ._models import Profile
 from ._pacing import Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
@@ -167,10 +167,7 @@ class _BatchStats:
 
     def describe(self) -> str:
         """``186 retries (4 throttled)``, or "" when nothing was retried."""
-        if not self.retries:
-            return ""
-        throttled = f" ({self.throttled:,} throttled)" if self.throttled else ""
-        return f"{self.retries:,} {'retry' if self.retries == 1 else 'retries'}{throttled}"
+        return describe_retries(self.retries, self.throttled)
 
 
 class _StoreView:

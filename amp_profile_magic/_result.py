@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from amp_profile_magic._batch import BatchResult
+from amp_profile_magic._batch import BatchResult, describe_retries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,9 +67,9 @@ def summary_line(batch: BatchResult, *, now: float | None = None) -> str:
             kinds = Counter(outcome.error.kind for outcome in failed if outcome.error is not None)
             detail = ", ".join(f"{kind} ×{count:,}" for kind, count in kinds.most_common())
             parts.append(f"{len(failed):,} failed: {detail}")
-    if batch.retries:
-        throttled = f" ({batch.throttled:,} throttled)" if batch.throttled else ""
-        parts.append(f"{batch.retries:,} {'retry' if batch.retries == 1 else 'retries'}{throttled}")
+    retried = describe_retries(batch.retries, batch.throttled)
+    if retried:
+        parts.append(retried)
     paced = batch.pacing.describe()
     if paced:
         parts.append(paced)
