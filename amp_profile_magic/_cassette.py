@@ -264,9 +264,9 @@ def _kept_headers(response: httpx.Response) -> dict[str, str]:
 class Recorder:
     """An httpx response event hook that records every response to a cassette, without the request's headers.
 
-    Hooked onto the client's own transport, so recording takes the same path (proxy, ``NO_PROXY``, deadline) as
-    any lookup. The hook reads the body (decoded, as the client would) and stores it with the key it carried
-    redacted; the client then reads the same, already loaded, body.
+    Hooked onto the responses of the transport httpx chose, so recording takes the same path (proxy, ``NO_PROXY``,
+    deadline) as any lookup. The hook reads the body (decoded, as the client would) and stores it with the key it
+    carried redacted; the client then reads the same, already loaded, body.
     """
 
     def __init__(self, *, path: str | os.PathLike[str]) -> None:

@@ -936,11 +936,9 @@ class ProfileClient(Configurable):
     def _client(self) -> httpx.Client:
         import httpx
 
-        from ._body import ACCEPT_ENCODING
         from ._cassette import CassetteTransport, cassette
         from ._deadline import install
         from ._logfilter import install as install_log_filter
-        from ._proxy import proxy_for
 
         install_log_filter(self.api_key)
         with self._http_lock:
@@ -951,31 +949,56 @@ class ProfileClient(Configurable):
                 tape = cassette(path=self.cassette, mode=self.cassette_mode)
                 transport = tape if isinstance(tape, CassetteTransport) else self._transport
                 self._recorder = None if tape is None or isinstance(tape, CassetteTransport) else tape
+                network = transport is None
+                if network and is_loopback(urlsplit(self.endpoint).hostname or ""):
+                    # Policy, not httpx's choice: the emulator (or a tunnel) on this machine never goes through a
+                    # proxy, which could not reach it and would see the key in plain text.
+                    transport = httpx.HTTPTransport(limits=limits)
+                self._http = self._open(transport, limits)
                 self._proxy = None
-                if transport is None:
-                    # Our own transport, so httpx reads no proxy variables itself: _proxy chooses, and never
-                    # sends a loopback endpoint (the emulator) to a proxy, where the key would travel in plain text.
-                    self._proxy = proxy_for(self.endpoint)
-                    network = httpx.HTTPTransport(limits=limits, proxy=self._proxy.url if self._proxy else None)
-                    install(network)
-                    transport = network
-                self._http = httpx.Client(
-                    base_url=self.endpoint.rstrip("/"),
-                    timeout=self.timeout,
-                    transport=transport,
-                    event_hooks={"response": [self._recorder] if self._recorder is not None else []},
-                    follow_redirects=False,
-                    limits=limits,
-                    trust_env=False,
-                    headers={"User-Agent": "amp_profile_magic", "Accept-Encoding": ACCEPT_ENCODING},
-                    # Through auth, not a headers dict per call: that dict would be a local in every httpx frame
-                    # of a chained traceback, and tracebacks with locals (%xmode Verbose) would print the key.
-                    auth=self._authorize,
-                )
+                if network:
+                    pool = install(self._http, httpx.URL(self.endpoint))
+                    self._proxy = Proxy.of(pool, urlsplit(self.endpoint).scheme)
                 if self.cassette_mode != "replay":
                     # The budget's connection too (its library, file or server): a first send then waits for neither.
                     self._budget().open()
             return self._http
+
+    def _open(self, transport: httpx.BaseTransport | None, limits: httpx.Limits) -> httpx.Client:
+        """An httpx client for the endpoint; without ``transport``, httpx builds it and the proxies the environment
+        names (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), which it reads only when given no transport."""
+        import httpx
+
+        from ._body import ACCEPT_ENCODING
+
+        try:
+            return httpx.Client(
+                base_url=self.endpoint.rstrip("/"),
+                timeout=self.timeout,
+                transport=transport,
+                event_hooks={"response": [self._recorder] if self._recorder is not None else []},
+                follow_redirects=False,
+                limits=limits,
+                # For the proxy variables. All else trust_env turns on already was: transports read SSL_CERT_FILE,
+                # SSL_CERT_DIR (and, in httpx 0.27, SSLKEYLOGFILE) by default, and no httpx since 0.18 reads .netrc
+                # unless given NetRCAuth (auth= is ours anyway).
+                trust_env=True,
+                headers={"User-Agent": "amp_profile_magic", "Accept-Encoding": ACCEPT_ENCODING},
+                # Through auth, not a headers dict per call: that dict would be a local in every httpx frame
+                # of a chained traceback, and tracebacks with locals (%xmode Verbose) would print the key.
+                auth=self._authorize,
+            )
+        except ImportError:  # a socks5:// proxy without httpx's socks extra
+            failure = "names a SOCKS proxy, which needs httpx's socks extra (pip install 'httpx[socks]')"
+        except ValueError:  # its message quotes the proxy's URL, user name included
+            failure = "names a proxy whose URL is not http://, https://, socks5:// or socks5h://"
+        except httpx.InvalidURL as error:  # quotes a host or port, never a user or password
+            failure = f"cannot be read ({_mask(str(error), self.api_key)})"
+        # Raised outside the except blocks: httpx's frames (chained) hold the proxy URL and its credentials.
+        raise exc.ConfigurationError(
+            f"A proxy setting in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY or NO_PROXY) {failure}: fix or "
+            "unset it."
+        )
 
     def _authorize(self, request: httpx.Request) -> httpx.Request:
         request.headers["Authorization"] = f"Api-Key {self.api_key.reveal()}"
@@ -1066,10 +1089,11 @@ class ProfileClient(Configurable):
         if isinstance(error, httpx.InvalidURL):
             name, value = max(params, key=lambda pair: len(pair[1]), default=("query", ""))
             return exc.InvalidQuery(name, f"too long to send in a URL ({len(value):,} characters): {error}")
-        if self._proxy is not None and isinstance(error, (httpx.ProxyError, httpx.ConnectError)):
-            status = _proxy_status(error)
+        if isinstance(error, httpx.ProxyError) or (self._proxy is not None and isinstance(error, httpx.ConnectError)):
+            # Unnamed only if httpx changed so that its choice cannot be read (see _deadline.install).
+            proxy = self._proxy.describe() if self._proxy is not None else "the environment's proxy"
             return exc.ProxyFailed(
-                f"Could not reach {self.endpoint} through {self._proxy.describe()}: {detail}.", status=status
+                f"Could not reach {self.endpoint} through {proxy}: {detail}.", status=_proxy_status(error)
             )
         if isinstance(error, httpx.TransportError):
             return exc.ConnectionFailed(f"Could not reach {self.endpoint}: {detail or 'connection dropped'}.")

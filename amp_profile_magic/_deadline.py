@@ -135,17 +135,20 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def install(transport: httpx.HTTPTransport) -> bool:
-    """Make ``transport``'s connections honour this thread's deadline scope; False if httpx changed too much.
+def install(client: httpx.Client, url: httpx.URL) -> httpcore.ConnectionPool | None:
+    """Make the connections ``client`` opens for ``url`` honour this thread's deadline scope; return their pool.
 
-    httpx has no public way to pass httpcore a network backend, so this swaps the pool's. Without it, a deadline
-    is still checked between body chunks, just not inside a single socket wait.
+    httpx chooses the transport for ``url`` (direct, or a proxy's from the environment), but has no public way to
+    say which, nor to pass httpcore a network backend: these are the two private hops, and the only ones. If httpx
+    changed too much, this returns None and a deadline is still checked between body chunks, just not inside a
+    single socket wait.
     """
-    pool = getattr(transport, "_pool", None)
+    route = getattr(client, "_transport_for_url", None)
+    pool = getattr(route(url) if callable(route) else None, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if pool is None or not isinstance(backend, httpcore.NetworkBackend):
+    if not isinstance(pool, httpcore.ConnectionPool) or not isinstance(backend, httpcore.NetworkBackend):
         log.debug("httpx's connection pool has no network backend to wrap; deadlines are checked between chunks")
-        return False
+        return None
     if not isinstance(backend, _DeadlineBackend):
         pool._network_backend = _DeadlineBackend(backend)
-    return True
+    return pool

@@ -1,13 +1,19 @@
-"""Which proxy, if any, a request to the endpoint goes through, and how to name it without its credentials."""
+"""Loopback hosts, which never go through a proxy, and naming the proxy httpx chose without its credentials.
+
+httpx alone chooses the proxy (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY); this module only says which one it was.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Proxy", "is_loopback", "proxy_for"]
+__all__ = ["Proxy", "is_loopback"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 
 
 def is_loopback(host: str) -> bool:
@@ -23,10 +29,22 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Proxy:
-    """A proxy URL and the environment variable it came from."""
+    """A proxy by scheme, host and port (httpx keeps its credentials apart), and the setting it came from."""
 
     url: str
     variable: str
+
+    @classmethod
+    def of(cls, pool: Any, scheme: str) -> Proxy | None:
+        """The proxy an httpcore ``pool`` (the one httpx routes an ``scheme`` endpoint to) tunnels through, if any."""
+        # httpcore's HTTPProxy and SOCKSProxy keep their URL here, without the user and password (httpx passes
+        # those separately); a plain connection pool has none.
+        url = getattr(pool, "_proxy_url", None)
+        parts = [getattr(url, name, None) for name in ("scheme", "host", "port")]
+        if not isinstance(parts[0], bytes) or not isinstance(parts[1], bytes):
+            return None
+        where = f"{parts[0].decode()}://{parts[1].decode()}" + (f":{parts[2]}" if parts[2] else "")
+        return cls(url=where, variable=_variable(scheme, where))
 
     def describe(self) -> str:
         """``the proxy proxy.corp:3128 (from HTTPS_PROXY)``: host and port only, never a user or password."""
@@ -40,30 +58,22 @@ class Proxy:
         return f"<Proxy {self.describe()}>"
 
 
-def proxy_for(endpoint: str) -> Proxy | None:
-    """The proxy HTTP(S)_PROXY / ALL_PROXY / NO_PROXY choose for ``endpoint``; never one for a loopback endpoint.
-
-    A loopback endpoint is the emulator (or a tunnel) on this machine: a corporate proxy cannot reach it, and would
-    see the key in plain text on the way.
-    """
-    import urllib.request
-
-    parts = urlsplit(endpoint)
-    if not parts.hostname or is_loopback(parts.hostname):
-        return None
-    if urllib.request.proxy_bypass(parts.hostname):  # NO_PROXY, read as urllib and curl read it
-        return None
-    proxies = urllib.request.getproxies_environment()
-    for scheme in (parts.scheme, "all"):
-        url = proxies.get(scheme)
-        if url:
-            return Proxy(url=url, variable=_variable(scheme, url))
-    return None
-
-
 def _variable(scheme: str, url: str) -> str:
-    # getproxies_environment() folds HTTPS_PROXY and https_proxy into one key; name the one the user set.
-    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
-        if os.environ.get(name) == url:
-            return name
-    return f"{scheme.upper()}_PROXY"
+    # Display only, after httpx has chosen: name the variable (lowercase first, as urllib reads them) whose proxy is
+    # at the chosen host and port. None matches when httpx took it from the macOS or Windows system settings.
+    chosen = _address(url)
+    for prefix in (scheme, "all"):
+        for name in (f"{prefix}_proxy", f"{prefix.upper()}_PROXY"):
+            value = os.environ.get(name, "")
+            if value and _address(value) == chosen:
+                return name
+    return "the system proxy settings"
+
+
+def _address(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number: httpx refused it already
+        port = None
+    return (parts.hostname or "", port)

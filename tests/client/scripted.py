@@ -196,15 +196,22 @@ class ConnectProxy:
 
     ``refuse`` (a status such as 407 or 502) answers every CONNECT with that status. Otherwise the proxy accepts
     the tunnel, terminates TLS with ``server_context`` (a certificate for the requested host), reads the plain
-    request and forwards it to ``upstream`` (a loopback http URL), as a proxy that inspects TLS would.
+    request and forwards it to ``upstream`` (a loopback http URL), as a proxy that inspects TLS would; or, given
+    ``respond`` (a scripted handler), lets that handler answer inside the tunnel.
     """
 
     def __init__(
-        self, *, refuse: int | None = None, server_context: ssl.SSLContext | None = None, upstream: str = ""
+        self,
+        *,
+        refuse: int | None = None,
+        server_context: ssl.SSLContext | None = None,
+        upstream: str = "",
+        respond: Handler | None = None,
     ) -> None:
         self.refuse = refuse
         self.server_context = server_context
         self.upstream = upstream
+        self.respond = respond
         self.connects: list[str] = []
         self.forwarded: list[Head] = []
         self._server = ScriptedServer(self._handle)
@@ -217,6 +224,11 @@ class ConnectProxy:
     def heads(self) -> list[Head]:
         """Every request head the proxy received (CONNECTs, and plain-HTTP requests sent to it)."""
         return self._server.heads
+
+    @property
+    def abandoned(self) -> int:
+        """How many tunnelled answers stopped because the client closed the connection first."""
+        return self._server.abandoned
 
     def close(self) -> None:
         self._server.close()
@@ -236,6 +248,12 @@ class ConnectProxy:
             if inner is None:
                 raise _Close
             self.forwarded.append(inner)
+            if self.respond is not None:
+                try:
+                    self.respond(server, tls, inner)
+                except ssl.SSLError as error:  # the client closed the tunnel mid-answer: abandoned, as in plain TCP
+                    raise ConnectionResetError from error
+                raise _Close
             target = urlsplit(self.upstream)
             upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=5)
             headers = {name: value for name, value in inner.headers.items() if name not in ("host", "connection")}

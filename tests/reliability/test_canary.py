@@ -368,3 +368,35 @@ def test_no_canary_in_verbose_tracebacks_tb_or_debug_logs(shell: Any, scan: Scan
         assert any("elsewhere.test/login?auth=********" in text for _, text in scan.seen)
         assert any(record.name.startswith("httpcore") for record in scan._caplog.records)
     scan.assert_clean()
+
+
+@pytest.mark.parametrize("setting", ["refused", "unusable"])
+def test_no_canary_from_a_proxy_with_credentials(
+    shell: Any, scan: Scan, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """A proxy whose password is the canary, refusing with 407 or named by a URL httpx cannot use, shows neither its
+    credentials nor the key under ``%xmode Verbose``, in ``%tb``, in the client's repr or in DEBUG logs."""
+    from tests.client.scripted import ConnectProxy
+
+    proxy = ConnectProxy(refuse=407)
+    scheme = "http" if setting == "refused" else "ftp"
+    for name in ("HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"{scheme}://alice:{CANARY_KEY}@{proxy.url.removeprefix('http://')}")
+    shell.user_ns["hostile"] = ProfileClient(endpoint="https://profile-api.test", api_key=CANARY_KEY, max_retries=0)
+    try:
+        scan.cell(shell, "%xmode Verbose")
+        first = scan.cell(shell, "hostile.lookup(user_id='12345', props=True)")
+        scan.cell(shell, "%tb")
+        scan.cell(shell, "hostile")
+        scan.add("repr of the client's proxy", repr(shell.user_ns["hostile"]._proxy))
+    finally:
+        scan.cell(shell, "%xmode Context")
+        shell.user_ns.pop("hostile").close()
+        proxy.close()
+    expected = {"refused": "ProxyFailed", "unusable": "ConfigurationError"}[setting]
+    assert type(first.error_in_exec).__name__ == expected
+    assert len(proxy.connects) == (1 if setting == "refused" else 0)
+    scan.assert_clean()
