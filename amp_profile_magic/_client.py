@@ -980,8 +980,8 @@ class ProfileClient(Configurable):
                 follow_redirects=False,
                 limits=limits,
                 # For the proxy variables. All else trust_env turns on already was: transports read SSL_CERT_FILE,
-                # SSL_CERT_DIR (and, in httpx 0.27, SSLKEYLOGFILE) by default, and no httpx since 0.18 reads .netrc
-                # unless given NetRCAuth (auth= is ours anyway).
+                # SSL_CERT_DIR (and, in httpx 0.27, SSLKEYLOGFILE) by default, and httpx 0.27+ reads .netrc only
+                # through an explicit NetRCAuth (auth= is ours anyway).
                 trust_env=True,
                 headers={"User-Agent": "amp_profile_magic", "Accept-Encoding": ACCEPT_ENCODING},
                 # Through auth, not a headers dict per call: that dict would be a local in every httpx frame
