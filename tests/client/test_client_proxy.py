@@ -364,3 +364,32 @@ def test_the_package_holds_no_copy_of_httpxs_proxy_choice() -> None:
     assert readers == []
     assert keywords == []
     assert environment == {"amp_profile_magic._proxy._variable"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"HTTPS_PROXY": "http://proxy.invalid:80"}, "the proxy proxy.invalid (from HTTPS_PROXY)"),
+        ({"HTTPS_PROXY": "proxy.invalid:3128"}, "the proxy proxy.invalid:3128 (from HTTPS_PROXY)"),
+        ({"HTTPS_PROXY": "https://u:secret@proxy.invalid:443"}, "the proxy proxy.invalid (from HTTPS_PROXY)"),
+        (
+            {"HTTPS_PROXY": "http://upper.invalid:1", "https_proxy": "http://lower.invalid:2"},
+            "the proxy lower.invalid:2 (from https_proxy)",
+        ),
+    ],
+    ids=["default-port", "no-scheme", "https-proxy", "lowercase-wins"],
+)
+def test_the_proxy_httpx_chose_is_named_after_its_variable(
+    settings: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy is read from the pool httpx routes the endpoint to (whose URL httpx normalised), and named after
+    the variable that holds it, never with its credentials."""
+    from amp_profile_magic._deadline import install
+
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with httpx.Client() as http:
+        chosen = Proxy.of(install(http, httpx.URL(HTTPS_ENDPOINT)), "https")
+    assert chosen is not None
+    assert chosen.describe() == named
+    assert "secret" not in repr(chosen)
