@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import gc
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ from traitlets.config import Configurable
 
 from . import _exceptions as exc
 from ._batch import BatchResult, Outcome, PacingMeter, describe_retries
+from ._gcpause import paused
 from ._models import Profile
 from ._pacing import Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
@@ -194,8 +194,18 @@ class _StoreView:
         )
 
 
-def _from_store(query: ProfileQuery, keys: Sequence[str], answers: Mapping[str, StoredAnswer]) -> Outcome | None:
-    """The outcome the stored answers under ``keys`` (one per request) give; None if one is missing or unreadable."""
+#: The named tuple's own constructor, positional: Outcome(query, profile=..., stored_at=...) per stored user was a
+#: tenth of a cached re-run's answering.
+_new_outcome = tuple.__new__
+
+
+def _from_store(
+    query: ProfileQuery, keys: Sequence[str], answers: Mapping[str, StoredAnswer], load_body: Callable[[str], Any]
+) -> Outcome | None:
+    """The outcome the stored answers under ``keys`` (one per request) give; None if one is missing or unreadable.
+
+    ``load_body`` is the store's parser (``_store.load_body``), passed in: the store module loads on first use.
+    """
     if len(keys) == 1:
         # Most lookups are one request: this path, without the lists below, runs 100,000 times in a cached re-run.
         answer = answers.get(keys[0])
@@ -204,10 +214,10 @@ def _from_store(query: ProfileQuery, keys: Sequence[str], answers: Mapping[str, 
         if answer.kind == "unknown_user":
             return Outcome(query, error=_unknown_user(answer.status), stored_at=answer.fetched_at)
         try:
-            profile = profile_from_responses(query, (json.loads(answer.body),))
+            profile = profile_from_responses(query, (load_body(answer.body),))
         except (exc.MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
             return None  # a damaged or no longer valid entry is fetched again rather than failing the user
-        return Outcome(query, profile=profile, stored_at=answer.fetched_at)
+        return _new_outcome(Outcome, (query, profile, None, answer.fetched_at))
     stored = [answers.get(key) for key in keys]
     if not all(stored):
         return None
@@ -217,22 +227,24 @@ def _from_store(query: ProfileQuery, keys: Sequence[str], answers: Mapping[str, 
         if answer.kind == "unknown_user":
             return Outcome(query, error=_unknown_user(answer.status), stored_at=answer.fetched_at)
     try:
-        profile = profile_from_responses(query, [json.loads(answer.body) for answer in found])
+        profile = profile_from_responses(query, [load_body(answer.body) for answer in found])
     except (exc.MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
         return None  # a damaged or no longer valid entry is fetched again rather than failing the user
     return Outcome(query, profile=profile, stored_at=stored_at)
 
 
-def _request_keys(queries: Iterable[ProfileQuery]) -> dict[ProfileQuery, tuple[str, ...]]:
-    """Each query's store keys: ``params_key`` of each of its requests.
+def _request_keys(queries: Iterable[ProfileQuery]) -> list[tuple[str, ...]]:
+    """Each query's store keys (``params_key`` of each of its requests), in the queries' order.
 
-    A cell's queries differ only in their ids, so each plan's keys are printed once with placeholder ids and the
-    real ids' reprs spliced in: sorting and printing every query's pairs was a fifth of a cached 100,000-user re-run.
+    A cell's queries differ only in their ids, so each plan's keys are printed once with placeholder ids, as
+    format strings the real ids' reprs are filled into: sorting and printing every query's pairs was a fifth of a
+    cached 100,000-user re-run.
     """
     from ._store import params_key
 
-    templates: dict[tuple[int, bool, bool], tuple[tuple[str | int, ...], ...] | None] = {}
-    keys: dict[ProfileQuery, tuple[str, ...]] = {}
+    templates: dict[tuple[int, bool, bool], tuple[str, ...] | None] = {}
+    keys: list[tuple[str, ...]] = []
+    append = keys.append
     for query in queries:
         user, device = query.user_id, query.device_id
         shape = (id(query._plan), user is None, device is None)
@@ -240,15 +252,17 @@ def _request_keys(queries: Iterable[ProfileQuery]) -> dict[ProfileQuery, tuple[s
             templates[shape] = _key_templates(query)
         template = templates[shape]
         if template is None:
-            keys[query] = tuple(params_key(params) for params in query.requests)
-            continue
-        ids = (repr(user), repr(device))
-        keys[query] = tuple("".join(ids[part] if isinstance(part, int) else part for part in key) for key in template)
+            append(tuple(params_key(params) for params in query.requests))
+        elif len(template) == 1:
+            append((template[0].format(repr(user), repr(device)),))
+        else:
+            ids = (repr(user), repr(device))
+            append(tuple(key.format(*ids) for key in template))
     return keys
 
 
-def _key_templates(query: ProfileQuery) -> tuple[tuple[str | int, ...], ...] | None:
-    """``query``'s keys as literal text and slots (0: the user id's repr, 1: the device id's), or None when its
+def _key_templates(query: ProfileQuery) -> tuple[str, ...] | None:
+    """``query``'s keys as format strings (``{0}``: the user id's repr, ``{1}``: the device id's), or None when its
     pairs could sort differently for other ids (a parameter name given twice)."""
     import secrets
 
@@ -258,26 +272,19 @@ def _key_templates(query: ProfileQuery) -> tuple[tuple[str | int, ...], ...] | N
     marks = [f"\x00{secrets.token_hex(8)}\x00" if query.user_id is not None else None]
     marks.append(f"\x00{secrets.token_hex(8)}\x00" if query.device_id is not None else None)
     identity = tuple((name, mark) for name, mark in zip(("user_id", "device_id"), marks, strict=True) if mark)
-    templates = []
+    templates: list[str] = []
     for params in query.requests:
         pairs = identity + params[len(identity) :]
         if len({name for name, _ in pairs}) != len(pairs):
             return None
-        text = params_key(pairs)
-        parts: list[str | int] = [text]
+        # Braces of the key's own text are doubled, so only the two slots are format fields.
+        template = params_key(pairs).replace("{", "{{").replace("}", "}}")
         for slot, mark in enumerate(marks):
-            if mark is None:
-                continue
-            spelled = repr(mark)
-            split: list[str | int] = []
-            for part in parts:
-                if isinstance(part, str) and spelled in part:
-                    before, after = part.split(spelled)
-                    split += [before, slot, after]
-                else:
-                    split.append(part)
-            parts = split
-        templates.append(tuple(part for part in parts if part != ""))
+            if mark is not None:
+                if template.count(repr(mark)) != 1:
+                    return None
+                template = template.replace(repr(mark), f"{{{slot}}}")
+        templates.append(template)
     return tuple(templates)
 
 
@@ -530,8 +537,10 @@ class ProfileClient(Configurable):
         view = self._store_view(cache)
         outcome = None
         if view is not None and cache != "refresh":
-            keys = _request_keys([query])[query]
-            outcome = _from_store(query, keys, view.lookup([keys]))
+            from ._store import load_body
+
+            keys = _request_keys([query])[0]
+            outcome = _from_store(query, keys, view.lookup([keys]), load_body)
         if outcome is None and cache == "only":
             outcome = Outcome(query, error=_not_stored(query))
         if outcome is None:
@@ -566,8 +575,9 @@ class ProfileClient(Configurable):
         too with the seconds left of a kernel-wide throttle hold (``Retry-After``) whenever they change, and with 0
         when it ends. Setting ``stop`` (from another thread) ends the batch as Ctrl-C does.
         """
-        ordered = list(queries)
-        unique = list(dict.fromkeys(ordered))
+        with paused():
+            ordered = list(queries)
+            unique = list(dict.fromkeys(ordered))
         finished: dict[ProfileQuery, Outcome] = {}
         cancel = threading.Event()
         interrupted = False
@@ -577,32 +587,23 @@ class ProfileClient(Configurable):
             self._check_settings()
             self._announce_hold()
             view = self._store_view(cache)
-            keys = _request_keys(unique) if view is not None else {}
-            answers = view.lookup(keys.values()) if view is not None else {}
             pending = []
-            # Answering from the store allocates a few dicts per user while the batch's objects are all alive:
-            # the cyclic GC would traverse them again and again (most of a 100,000-user re-run). None of these
-            # objects form cycles, so pause it for the loop.
-            gc_was_enabled = gc.isenabled()
-            gc.disable()
-            try:
-                stored_outcomes = [
-                    (query, _from_store(query, keys[query], answers) if answers else None) for query in unique
-                ]
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
-            for query, stored in stored_outcomes:
-                outcome = stored
-                if outcome is None and cache == "only":
-                    outcome = Outcome(query, error=_not_stored(query))
-                if outcome is None:
-                    pending.append(query)
-                    continue
-                finished[query] = outcome
-                if on_outcome is not None:
-                    on_outcome(outcome)
-            del answers  # a 100,000-user re-run holds every stored body here: let it go before the frames are built
+            with paused():  # a few acyclic objects per user (see _gcpause), and no network wait
+                from ._store import load_body
+
+                keys = _request_keys(unique) if view is not None else []
+                answers = view.lookup(keys) if view is not None else {}
+                for index, query in enumerate(unique):
+                    outcome = _from_store(query, keys[index], answers, load_body) if answers else None
+                    if outcome is None and cache == "only":
+                        outcome = Outcome(query, error=_not_stored(query))
+                    if outcome is None:
+                        pending.append(query)
+                        continue
+                    finished[query] = outcome
+                    if on_outcome is not None:
+                        on_outcome(outcome)
+                del answers  # a 100,000-user re-run holds every stored body here: let it go before the frames
             if pending:
                 interrupted = self._run_pool(
                     pending,
@@ -616,7 +617,8 @@ class ProfileClient(Configurable):
                 )
             if view is not None:
                 view.store.evict()
-        outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
+        with paused():
+            outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
         return BatchResult(
             outcomes=outcomes,
             unique_queries=len(unique),
@@ -642,7 +644,7 @@ class ProfileClient(Configurable):
         unique = list(dict.fromkeys(ordered))
         requests = [params for query in unique for params in query.requests]
         view = self._store_view(cache) if unique else None
-        answers = view.lookup(_request_keys(unique).values()) if view is not None else {}
+        answers = view.lookup(_request_keys(unique)) if view is not None else {}
         to_send = [params for params in requests if params_key(params) not in answers]
         if cache == "only":
             to_send = []
@@ -797,7 +799,7 @@ class ProfileClient(Configurable):
     ) -> Profile:
         self._check_settings()
         # A props + comps query whose first request was stored before an interrupt sends only the second.
-        stored = view.lookup(_request_keys([query]).values()) if view is not None and len(query.requests) > 1 else {}
+        stored = view.lookup(_request_keys([query])) if view is not None and len(query.requests) > 1 else {}
         payloads = [self._stored_or_sent(params, cancel, view, stats, stored) for params in query.requests]
         profile = _validated(query, payloads, self.api_key)
         # The raw bodies must not be a local of a frame the failure's traceback holds (%xmode Verbose prints them).
@@ -816,12 +818,12 @@ class ProfileClient(Configurable):
     ) -> Any:
         """One request's JSON: from ``stored``, else sent (with retries) and written to the store as it arrives."""
         if stored:
-            from ._store import params_key
+            from ._store import load_body, params_key
 
             answer = stored.get(params_key(params))
             if answer is not None and answer.kind == "ok":
                 try:
-                    return json.loads(answer.body)
+                    return load_body(answer.body)
                 except ValueError:
                     pass
         try:

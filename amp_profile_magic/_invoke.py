@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from IPython.core.error import UsageError
 
 from amp_profile_magic import _exceptions as exc
+from amp_profile_magic._gcpause import paused
 from amp_profile_magic._grammar import GrammarError, Identity, Invocation, parse_ids, parse_line
 from amp_profile_magic._panel import CellFailed, display_error
 from amp_profile_magic._words import Evaluate
@@ -135,7 +136,8 @@ def ids_from(
     except Exception as error:
         message = " ".join(str(error).split())
         raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {message}") from None
-    return checked(lambda: parse_ids(expression, values))
+    with paused():
+        return checked(lambda: parse_ids(expression, values))
 
 
 def _bar(total: int) -> Progress:
@@ -205,8 +207,10 @@ def fetch(
     """
     from amp_profile_magic._result import build_result
 
-    queries = checked(lambda: invocation.queries(identities))
-    on_outcome, on_wait = _callbacks(host, len(set(queries)), on_progress)
+    with paused():
+        queries = checked(lambda: invocation.queries(identities))
+        unique = len(set(queries))
+    on_outcome, on_wait = _callbacks(host, unique, on_progress)
     batch = host.client.lookup_many(
         queries,
         on_outcome=on_outcome,
@@ -215,7 +219,8 @@ def fetch(
         stop=stop,
     )
     _raise_if_wholly_failed(batch, single=len(identities) == 1)
-    result = build_result(invocation.sections, batch, max_rows=host.display_max_rows)
+    with paused():
+        result = build_result(invocation.sections, batch, max_rows=host.display_max_rows)
     return Fetched(result, batch, result_summary(result))
 
 

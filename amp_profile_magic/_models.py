@@ -47,7 +47,9 @@ class Profile:
     (``profile.recommendations``, ``profile.properties``, …); an attribute of a section that was not asked is None.
     """
 
-    __slots__ = ("_slices", "device_id", "raw", "user_id")
+    # The slices live in the instance dict, so reading one is a plain attribute lookup (a frame builder reads one
+    # per profile); only an attribute that was not asked falls through to __getattr__.
+    __slots__ = ("__dict__", "device_id", "raw", "user_id")
 
     def __init__(
         self,
@@ -62,15 +64,26 @@ class Profile:
         #: The main response's ``userData`` as received.
         self.raw: Mapping[str, Any] = raw if raw is not None else {}
         # None is "not asked" (or nothing there): it is what a missing attribute reads as, so it is not kept.
-        self._slices: dict[str, Any] = {name: value for name, value in slices.items() if value is not None}
+        self.__dict__.update((name, value) for name, value in slices.items() if value is not None)
+
+    @classmethod
+    def _of(cls, user_id: str | None, device_id: str | None, raw: Mapping[str, Any], slices: dict[str, Any]) -> Profile:
+        """What ``Profile(user_id, device_id, raw=raw, **slices)`` makes, without packing keywords: one per user of
+        a batch."""
+        profile = cls.__new__(cls)
+        profile.user_id = user_id
+        profile.device_id = device_id
+        profile.raw = raw
+        profile.__dict__ = {name: value for name, value in slices.items() if value is not None}
+        return profile
+
+    @property
+    def _slices(self) -> dict[str, Any]:
+        return self.__dict__
 
     def __getattr__(self, name: str) -> Any:
-        if not name.startswith("_"):
-            slices = self._slices
-            if name in slices:
-                return slices[name]
-            if name in _ATTRIBUTES:
-                return None
+        if not name.startswith("_") and name in _ATTRIBUTES:
+            return None
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __eq__(self, other: object) -> bool:
@@ -86,9 +99,6 @@ class Profile:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         user_id, device_id, raw, slices = state
         Profile.__init__(self, user_id, device_id, raw=raw, **slices)
-
-    def __dir__(self) -> list[str]:
-        return [*super().__dir__(), *self._slices]
 
     def __repr__(self) -> str:
         slices = "".join(f", {name}={value!r}" for name, value in self._slices.items())
@@ -154,7 +164,11 @@ class Reader:
 
     def identifiers(self, values: list[Any], path: str) -> tuple[str, ...]:
         """A list of ids, as strings; the element's path is only built for a message."""
-        if all(type(value) is str for value in values):  # the common case, without a path per element
+        try:
+            "".join(values)  # TypeError unless every one is a str (the common case), checked without a path each
+        except TypeError:
+            pass
+        else:
             return tuple(values)
         return tuple(self.identifier(value, f"{path}[{index}]") for index, value in enumerate(values))
 

@@ -83,8 +83,8 @@ def _sources(batch: BatchResult, now: float) -> str:
     stored = batch.from_store
     if not stored:
         return ""
-    ages = sorted(now - outcome.stored_at for outcome in stored if outcome.stored_at is not None)
-    low, high = format_age(ages[0]), format_age(ages[-1])
+    times = [outcome.stored_at for outcome in stored if outcome.stored_at is not None]
+    low, high = format_age(now - max(times)), format_age(now - min(times))
     if low == high:
         age = f"{low} old"
     elif low.split()[-1] == high.split()[-1]:

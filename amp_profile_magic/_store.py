@@ -14,14 +14,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
+
+from orjson import loads as _fast_loads
 
 __all__ = [
     "DB_NAME",
@@ -36,6 +41,7 @@ __all__ = [
     "forget_all",
     "forget_store",
     "format_age",
+    "load_body",
     "params_key",
     "parse_age",
     "remove_files",
@@ -78,10 +84,32 @@ _SCAN_FROM = 1_000
 _EVICT_EVERY = 2_000  # writes between two size checks
 
 
-@dataclass(frozen=True, slots=True)
-class StoredAnswer:
-    """One stored answer: ``kind`` is ``"ok"`` (``body`` is the JSON as received) or ``"unknown_user"``."""
+#: Digits enough for an integer past 64 bits (every integer of 18 digits or fewer fits orjson's int64/uint64).
+_LONG_DIGITS = re.compile("[0-9]{19}")
 
+
+def load_body(text: str) -> Any:
+    """A stored body's JSON value, as ``json.loads`` reads it.
+
+    orjson parses it about four times faster. What orjson refuses (NaN, infinities, lone surrogates, nesting past
+    1,024 levels) goes to ``json.loads``, and so does a body with 19 digits in a row: orjson reads an integer past
+    64 bits as a float, where ``json.loads`` keeps it exact. Every body reads exactly as the standard library reads it.
+    """
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return _fast_loads(text)
+        except ValueError:  # orjson.JSONDecodeError is one
+            pass
+    return json.loads(text)
+
+
+class StoredAnswer(NamedTuple):
+    """One stored answer: ``kind`` is ``"ok"`` (``body`` is the JSON as received) or ``"unknown_user"``.
+
+    Its fields are a row of ``SELECT params, kind, status, body, fetched_at``, so a row becomes one without a copy.
+    """
+
+    params: str
     kind: str
     status: int
     body: str
@@ -308,18 +336,17 @@ class ProfileStore:
                         "WHERE project = ? AND endpoint = ? AND fetched_at >= ?",
                         (*scope, oldest),
                     )
-                    for key, kind, status, body, fetched_at in rows:
-                        if key in wanted:
-                            found[key] = StoredAnswer(kind=kind, status=status, body=body, fetched_at=fetched_at)
-                    return found
+                    # The row itself, typed by the tuple's own constructor (what _make calls): a keyword call per
+                    # row was most of this walk.
+                    new = tuple.__new__
+                    return {row[0]: new(StoredAnswer, row) for row in rows if row[0] in wanted}
             for start in range(0, len(unique), _LOOKUP_CHUNK):
                 chunk = unique[start : start + _LOOKUP_CHUNK]
                 # Only "?" placeholders are formatted in; every value is bound.
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT params, kind, status, body, fetched_at FROM answers WHERE {_WHERE} IN ({marks})"  # noqa: S608
                 rows = db.execute(sql, (project, endpoint, oldest, *chunk))
-                for key, kind, status, body, fetched_at in rows:
-                    found[key] = StoredAnswer(kind=kind, status=status, body=body, fetched_at=fetched_at)
+                found.update((row[0], StoredAnswer._make(row)) for row in rows)
         return found
 
     def get(self, *, project: str, endpoint: str, params: str, max_age: float) -> StoredAnswer | None:

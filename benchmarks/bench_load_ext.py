@@ -5,7 +5,7 @@ Each repetition starts two fresh interpreters, one after the other: one creates 
 added time is the difference of the medians of their whole wall-clock times; the in-process time of the
 ``%load_ext`` call alone is reported beside it. Each child also reports whether loading the extension imported the
 heavy libraries (pandas, httpx, ipywidgets, uvicorn, tenacity, tqdm, numpy), the local store's or the rate budget's
-code, platformdirs, or the budget's libraries (pyrate_limiter, filelock, redis), which it must not.
+code, platformdirs, orjson, or the budget's libraries (pyrate_limiter, filelock, redis), which it must not.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 from _harness import Row
 
 TARGET_MS = 100.0
-# The local store's and the rate budget's code (and platformdirs, pyrate_limiter, filelock, redis) load on first use,
-# not with the extension.
+# The local store's and the rate budget's code (and platformdirs, orjson, pyrate_limiter, filelock, redis) load on
+# first use, not with the extension.
 HEAVY = (
     *("pandas", "httpx", "ipywidgets", "uvicorn", "tenacity", "tqdm", "numpy"),
-    *("amp_profile_magic._store", "platformdirs", "amp_profile_magic._budget"),
+    *("amp_profile_magic._store", "platformdirs", "orjson", "amp_profile_magic._budget"),
     *("pyrate_limiter", "filelock", "redis"),
 )
 

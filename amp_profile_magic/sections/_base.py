@@ -151,6 +151,23 @@ def clean_id(parameter: str, value: object) -> str:
     return text
 
 
+def all_clean_ids(values: Sequence[object]) -> bool:
+    """Whether :func:`clean_id` returns every one of ``values`` unchanged as a ``user_id`` or ``device_id``.
+
+    Built-in functions mapped over the ids and one scan of them joined, instead of a Python call per id: a
+    100,000-user batch is checked in milliseconds. False only means "check them one by one", which names the first
+    bad id.
+    """
+    if not values:
+        return True
+    if set(map(type, values)) != {str}:
+        return False
+    texts: Sequence[str] = values  # type: ignore[assignment]  # every one a str, checked above
+    if "" in texts or any(map(str.isspace, texts)):
+        return False
+    return LONE_SURROGATE.search("".join(texts)) is None
+
+
 def clean_ids(parameter: str, values: Iterable[object] | None) -> tuple[str, ...]:
     """A list of ids (or a comma-separated string) as a tuple of clean ids, duplicates dropped."""
     if values is None:

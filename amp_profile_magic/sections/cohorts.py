@@ -46,16 +46,18 @@ class CohortsSection(Section):
         return {"cohort_ids": reader.identifiers(reader.listing(data.get("cohort_ids"), "cohort_ids"), "cohort_ids")}
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
+        from itertools import chain
+
+        import numpy as np
         import pandas as pd
 
-        users: list[str | None] = []
-        devices: list[str | None] = []
-        cohorts: list[str] = []
-        for profile in profiles:
-            ids = profile.cohort_ids or ()
-            users += [profile.user_id] * len(ids)
-            devices += [profile.device_id] * len(ids)
-            cohorts += ids
+        # Each profile's ids repeated by its number of cohorts, in C: a Python list per profile was most of the
+        # time a 100,000-user frame took.
+        listed = [profile.cohort_ids or () for profile in profiles]
+        counts = list(map(len, listed))
+        users = np.repeat(np.array([profile.user_id for profile in profiles], dtype=object), counts)
+        devices = np.repeat(np.array([profile.device_id for profile in profiles], dtype=object), counts)
+        cohorts = list(chain.from_iterable(listed))
         return pd.DataFrame({"user_id": users, "device_id": devices, "cohort_id": cohorts})
 
     def controls(self) -> tuple[Control, ...]:

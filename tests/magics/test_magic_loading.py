@@ -16,7 +16,10 @@ from amp_profile_magic.emulator import Emulator
 
 from .helpers import magics_of
 
-HEAVY = ("pandas", "httpx", "uvicorn", "ipywidgets", "amp_profile_magic._budget", "pyrate_limiter", "filelock", "redis")
+HEAVY = (
+    *("pandas", "httpx", "uvicorn", "ipywidgets", "amp_profile_magic._budget", "amp_profile_magic._store"),
+    *("orjson", "pyrate_limiter", "filelock", "redis"),
+)
 
 
 @pytest.fixture

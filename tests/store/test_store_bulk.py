@@ -17,6 +17,7 @@ from amp_profile_magic._store import ProfileStore, params_key
 ids = st.one_of(
     st.text(min_size=1, max_size=12).filter(lambda text: text.strip() and "," not in text),
     st.integers(min_value=0, max_value=10**12),
+    st.sampled_from(["{0}", "}{", "a{1}b", "{{}}", "'\"{"]),  # format fields in the ids: the keys are format strings
 )
 LOOKUPS = [
     {"cohorts": True},
@@ -59,12 +60,13 @@ def test_each_builds_the_queries_one_by_one_construction_builds(pairs: list[tupl
 @given(pairs=st.lists(st.tuples(ids, st.one_of(st.none(), ids)), min_size=1, max_size=6))
 def test_store_keys_from_templates_equal_params_key(pairs: list[tuple[object, object]]) -> None:
     """The store keys spliced from a template per plan are exactly ``params_key`` of each request's pairs, for any
-    ids (quotes, backslashes, non-ASCII, integers)."""
+    ids (quotes, backslashes, braces, non-ASCII, integers)."""
     for lookup in LOOKUPS:
         queries = ProfileQuery.each(pairs, requests=_requests(lookup))
         keys = _request_keys(queries)
-        for query in queries:
-            assert keys[query] == tuple(params_key(params) for params in query.requests)
+        assert len(keys) == len(queries)
+        for query, query_keys in zip(queries, keys, strict=True):
+            assert query_keys == tuple(params_key(params) for params in query.requests)
 
 
 @pytest.mark.parametrize("scan_from", [1, 10**9], ids=["scan", "chunks"])
