@@ -235,17 +235,13 @@ def profile_from_responses(query: ProfileQuery, payloads: Sequence[object], *, s
     plan, asked = query._plan, query._sections
     if len(payloads) != len(plan):
         raise ValueError(f"{len(payloads)} responses for {len(plan)} requests")
-    datas = [reader.user_data(payload) for payload in payloads] if len(payloads) > 1 else None
-    main = datas[0] if datas else reader.user_data(payloads[0])
+    # One request (most lookups) makes a one-tuple: no list per profile.
+    datas = (reader.user_data(payloads[0]),) if len(payloads) == 1 else [reader.user_data(p) for p in payloads]
+    main = datas[0]
     # The response's ids win; the query's fill in the ones it leaves out (null, absent or empty).
     user_id = reader.optional_identifier(main.get("user_id"), "user_id") or query.user_id
     device_id = reader.optional_identifier(main.get("device_id"), "device_id") or query.device_id
     slices: dict[str, Any] = {}
-    if datas is None:  # one request, as most lookups are: no pairing of requests with bodies
-        for index in plan[0][1]:
-            section, request = asked[index]
-            slices.update(section.read(main, request, reader))
-        return Profile._of(user_id, device_id, main, slices)
     for (_, members), data in zip(plan, datas, strict=True):
         for index in members:
             section, request = asked[index]
