@@ -194,8 +194,7 @@ class _StoreView:
         )
 
 
-#: The named tuple's own constructor, positional: Outcome(query, profile=..., stored_at=...) per stored user was a
-#: tenth of a cached re-run's answering.
+#: The named tuple's own constructor, positional: it skips Outcome's keyword-taking __new__, once per stored user.
 _new_outcome = tuple.__new__
 
 

@@ -329,7 +329,7 @@ def parse_ids(name: str, values: object) -> list[str]:
         raise GrammarError(f"{name} is a {type(values).__name__}, not a list of ids")
     ids = list(values)
     if not all_clean_ids(ids):
-        # Only a list with a non-string or a blank id is read one by one, to name the first bad one.
+        # Any other list (a non-string, blank or unencodable id) is read one by one, to name the first bad one.
         ids = [_as_id(name, index, value) for index, value in enumerate(ids)]
     if not ids:
         raise GrammarError(f"{name} is empty: nothing to look up")
