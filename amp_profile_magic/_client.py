@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
 from urllib.parse import urlencode, urlsplit
 
@@ -22,11 +24,11 @@ from traitlets.config import Configurable
 
 from . import _exceptions as exc
 from ._batch import BatchResult, Outcome, PacingMeter, describe_retries
-from ._gcpause import paused
+from ._gcpause import paused, resumed
 from ._models import Profile
 from ._pacing import Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
-from ._query import ProfileQuery, profile_from_responses
+from ._query import ProfileQuery, profile_from_responses, profiles_from_bodies, profiles_from_responses
 from ._secret import Secret, SecretTrait, SecretURLTrait, redact
 
 if TYPE_CHECKING:
@@ -199,37 +201,54 @@ _new_outcome = tuple.__new__
 
 
 def _from_store(
-    query: ProfileQuery, keys: Sequence[str], answers: Mapping[str, StoredAnswer], load_body: Callable[[str], Any]
-) -> Outcome | None:
-    """The outcome the stored answers under ``keys`` (one per request) give; None if one is missing or unreadable.
+    queries: Sequence[ProfileQuery], keys: Sequence[Sequence[str]], answers: Mapping[str, StoredAnswer]
+) -> list[Outcome | None]:
+    """The outcome the stored answers give each query (``keys[i]``: one per request of ``queries[i]``), or None
+    where one is missing or can no longer be read (a damaged or outdated entry is fetched again, never failed)."""
+    from ._store import load_bodies
 
-    ``load_body`` is the store's parser (``_store.load_body``), passed in: the store module loads on first use.
-    """
-    if len(keys) == 1:
-        # Most lookups are one request: this path, without the lists below, runs 100,000 times in a cached re-run.
-        answer = answers.get(keys[0])
-        if answer is None:
-            return None
-        if answer.kind == "unknown_user":
-            return Outcome(query, error=_unknown_user(answer.status), stored_at=answer.fetched_at)
-        try:
-            profile = profile_from_responses(query, (load_body(answer.body),))
-        except (exc.MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
-            return None  # a damaged or no longer valid entry is fetched again rather than failing the user
-        return _new_outcome(Outcome, (query, profile, None, answer.fetched_at))
-    stored = [answers.get(key) for key in keys]
-    if not all(stored):
-        return None
-    found = [answer for answer in stored if answer is not None]
-    stored_at = min(answer.fetched_at for answer in found)
-    for answer in found:
-        if answer.kind == "unknown_user":
-            return Outcome(query, error=_unknown_user(answer.status), stored_at=answer.fetched_at)
-    try:
-        profile = profile_from_responses(query, [load_body(answer.body) for answer in found])
-    except (exc.MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
-        return None  # a damaged or no longer valid entry is fetched again rather than failing the user
-    return Outcome(query, profile=profile, stored_at=stored_at)
+    stored = list(map(answers.get, chain.from_iterable(keys)))
+    if len(stored) == len(queries):
+        # A re-run cell: one stored profile per query. One pass over the answers while all of them are there.
+        bodies, times = [], []
+        for answer in stored:
+            if answer is None or answer.kind != "ok":
+                break
+            bodies.append(answer.body)
+            times.append(answer.fetched_at)
+        else:
+            profiles = profiles_from_bodies(queries, load_bodies(bodies))
+            if None not in profiles:
+                return list(map(_new_outcome, repeat(Outcome), zip(queries, profiles, repeat(None), times)))
+    # Every body parsed in one call (see load_bodies); a missing or unknown-user answer parses a placeholder.
+    values = load_bodies([answer.body if answer is not None and answer.kind == "ok" else "null" for answer in stored])
+    outcomes: list[Outcome | None] = [None] * len(queries)
+    readable: list[int] = []
+    readable_payloads: list[Sequence[Any]] = []
+    stored_at: list[float] = []
+    position = 0
+    for index, query_keys in enumerate(keys):
+        count = len(query_keys)
+        found = stored[position : position + count]
+        payloads = values[position : position + count]
+        position += count
+        if None in found:
+            continue
+        refused = next((answer for answer in found if answer.kind == "unknown_user"), None)  # type: ignore[union-attr]
+        if refused is not None:
+            outcomes[index] = Outcome(queries[index], error=_unknown_user(refused.status), stored_at=refused.fetched_at)
+            continue
+        readable.append(index)
+        readable_payloads.append(payloads)
+        stored_at.append(min(answer.fetched_at for answer in found))  # type: ignore[union-attr]
+    profiles = profiles_from_responses([queries[index] for index in readable], readable_payloads)
+    for index, profile, when in zip(readable, profiles, stored_at, strict=True):
+        if profile is not None:
+            outcomes[index] = _new_outcome(Outcome, (queries[index], profile, None, when))
+    return outcomes
+
+
+_user_of, _device_of, _plan_of = attrgetter("user_id"), attrgetter("device_id"), attrgetter("_plan")
 
 
 def _request_keys(queries: Iterable[ProfileQuery]) -> list[tuple[str, ...]]:
@@ -241,6 +260,18 @@ def _request_keys(queries: Iterable[ProfileQuery]) -> list[tuple[str, ...]]:
     """
     from ._store import params_key
 
+    queries = queries if isinstance(queries, list) else list(queries)
+    if queries:
+        # One cell's batch: one plan, one request, only user ids (or only device ids). Filled in from C.
+        first = queries[0]
+        users = list(map(_user_of, queries))
+        devices = list(map(_device_of, queries))
+        single = len(first._plan) == 1 and all(map(is_, map(_plan_of, queries), repeat(first._plan)))
+        template = _key_templates(first) if single else None
+        if template is not None and devices.count(None) == len(devices) and None not in users:
+            return list(zip(map(template[0].format, map(repr, users))))
+        if template is not None and users.count(None) == len(users) and None not in devices:
+            return list(zip(map(template[0].format, repeat(repr(None)), map(repr, devices))))
     templates: dict[tuple[int, bool, bool], tuple[str, ...] | None] = {}
     keys: list[tuple[str, ...]] = []
     append = keys.append
@@ -536,15 +567,14 @@ class ProfileClient(Configurable):
         view = self._store_view(cache)
         outcome = None
         if view is not None and cache != "refresh":
-            from ._store import load_body
-
-            keys = _request_keys([query])[0]
-            outcome = _from_store(query, keys, view.lookup([keys]), load_body)
+            keys = _request_keys([query])
+            outcome = _from_store([query], keys, view.lookup(keys))[0]
         if outcome is None and cache == "only":
             outcome = Outcome(query, error=_not_stored(query))
         if outcome is None:
             stats = _BatchStats()
-            profile = self._lookup(query, cancel=None, view=view, stats=stats)
+            with resumed():
+                profile = self._lookup(query, cancel=None, view=view, stats=stats)
             if stats.retries:
                 # Each retry was logged at DEBUG only: one line says the answer was not first time lucky.
                 log.info("Looked up %s after %s.", query.describe(), stats.describe())
@@ -578,6 +608,7 @@ class ProfileClient(Configurable):
             ordered = list(queries)
             unique = list(dict.fromkeys(ordered))
         finished: dict[ProfileQuery, Outcome] = {}
+        answered: tuple[Outcome, ...] | None = None
         cancel = threading.Event()
         interrupted = False
         self._meter.start()
@@ -588,36 +619,45 @@ class ProfileClient(Configurable):
             view = self._store_view(cache)
             pending = []
             with paused():  # a few acyclic objects per user (see _gcpause), and no network wait
-                from ._store import load_body
-
                 keys = _request_keys(unique) if view is not None else []
                 answers = view.lookup(keys) if view is not None else {}
-                for index, query in enumerate(unique):
-                    outcome = _from_store(query, keys[index], answers, load_body) if answers else None
-                    if outcome is None and cache == "only":
-                        outcome = Outcome(query, error=_not_stored(query))
-                    if outcome is None:
-                        pending.append(query)
-                        continue
-                    finished[query] = outcome
-                    if on_outcome is not None:
-                        on_outcome(outcome)
+                stored = _from_store(unique, keys, answers) if answers else [None] * len(unique)
                 del answers  # a 100,000-user re-run holds every stored body here: let it go before the frames
+                if on_outcome is None and None not in stored and len(unique) == len(ordered):
+                    answered = tuple(stored)  # type: ignore[arg-type]  # a re-run cell: the store answered it all
+                else:
+                    for query, found in zip(unique, stored, strict=True):
+                        outcome = (
+                            Outcome(query, error=_not_stored(query)) if found is None and cache == "only" else found
+                        )
+                        if outcome is None:
+                            pending.append(query)
+                            continue
+                        finished[query] = outcome
+                        if on_outcome is not None:
+                            on_outcome(outcome)
+                del stored
             if pending:
-                interrupted = self._run_pool(
-                    pending,
-                    finished=finished,
-                    cancel=cancel,
-                    view=view,
-                    stats=stats,
-                    on_outcome=on_outcome,
-                    on_wait=on_wait,
-                    stop=stop,
-                )
+                with resumed():  # the network part of a paused call (%ampprofile's) collects cycles as usual
+                    interrupted = self._run_pool(
+                        pending,
+                        finished=finished,
+                        cancel=cancel,
+                        view=view,
+                        stats=stats,
+                        on_outcome=on_outcome,
+                        on_wait=on_wait,
+                        stop=stop,
+                    )
             if view is not None:
                 view.store.evict()
         with paused():
-            outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
+            if answered is not None:
+                outcomes = answered
+            elif len(finished) == len(unique):
+                outcomes = tuple(map(finished.__getitem__, ordered))
+            else:
+                outcomes = tuple(finished.get(query) or Outcome(query, error=_not_fetched(query)) for query in ordered)
         return BatchResult(
             outcomes=outcomes,
             unique_queries=len(unique),

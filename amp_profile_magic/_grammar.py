@@ -10,6 +10,7 @@ import difflib
 import keyword
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -32,6 +33,10 @@ class Identity(NamedTuple):
 
     user_id: str | None = None
     device_id: str | None = None
+
+
+#: ``Identity._make`` without its Python frame: the tuple's own constructor, called from C once per id of a batch.
+_identity = partial(tuple.__new__, Identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +346,7 @@ def zip_identities(users: Sequence[str] | None, devices: Sequence[str] | None) -
     if users is not None and devices is not None:
         if len(users) != len(devices):
             raise GrammarError(f"--users has {len(users)} ids but --devices has {len(devices)}; they pair up")
-        return list(map(Identity._make, zip(users, devices, strict=True)))
+        return list(map(_identity, zip(users, devices, strict=True)))
     if users is not None:
-        return list(map(Identity._make, zip(users, repeat(None))))
-    return list(map(Identity._make, zip(repeat(None), devices or ())))
+        return list(map(_identity, zip(users, repeat(None))))
+    return list(map(_identity, zip(repeat(None), devices or ())))

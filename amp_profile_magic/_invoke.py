@@ -11,6 +11,7 @@ magic runs it, with its own progress callback and a stop event that ends it like
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -48,9 +49,12 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: ``(finished, total, note)`` after each unique lookup, and with the same counts when the note changes
-#: (``"waiting on a throttle hold, 12s left"``, ``"12 retries · paced down to 240/min after 3 throttles"`` or "").
+#: ``(finished, total, note)`` as unique lookups finish (at most every ``PROGRESS_INTERVAL`` seconds, and at the
+#: last one), and with the same counts when the note changes (``"waiting on a throttle hold, 12s left"``,
+#: ``"12 retries · paced down to 240/min after 3 throttles"`` or "").
 Progress = Callable[[int, int, str], None]
+#: Seconds between two progress reports.
+PROGRESS_INTERVAL = 0.05
 
 # Failures that say nothing about one user but about the whole setup: when every user of a batch fails with
 # one of these, the cell fails like a single lookup would, instead of returning a table of identical errors.
@@ -167,9 +171,16 @@ def _callbacks(
         on_progress = _bar(total)
     report = on_progress
     finished = [0]
+    shown = [0.0]
 
     def advance(outcome: Outcome) -> None:
         finished[0] += 1
+        now = time.monotonic()
+        # At most 20 redraws a second, and always the last: a cached re-run finishes 100,000 users at once, and a
+        # redraw (with its note) per user took longer than reading them.
+        if finished[0] < total and now - shown[0] < PROGRESS_INTERVAL:
+            return
+        shown[0] = now
         # "12 retries (2 throttled) · paced down to 240/min after 3 throttles", when any.
         report(finished[0], total, host.client.progress_note())
 
@@ -209,7 +220,8 @@ def fetch(
 
     with paused():
         queries = checked(lambda: invocation.queries(identities))
-        unique = len(set(queries))
+        # The progress bar's total: duplicates are one lookup. Only counted when there is a bar to show.
+        unique = len(set(queries)) if on_progress is not None or host.progress else len(queries)
     on_outcome, on_wait = _callbacks(host, unique, on_progress)
     batch = host.client.lookup_many(
         queries,

@@ -10,6 +10,7 @@ from traitlets import Bool, Instance, Int
 
 from amp_profile_magic import _invoke
 from amp_profile_magic._client import ProfileClient
+from amp_profile_magic._gcpause import paused
 from amp_profile_magic._grammar import parse_body, zip_identities
 from amp_profile_magic._secret import Secret
 
@@ -150,6 +151,12 @@ class AmpProfileMagics(Magics):
         fallback at 300/min (redis unreachable)". Retries are counted in the summary ("186 retries (4 throttled)"),
         not printed one by one.
         """
+        # The whole call is paused (see _gcpause): when _ampprofile returns, the batch is gone before the collector
+        # runs again. Its network part is not paused (ProfileClient.lookup_many resumes it there).
+        with paused():
+            return self._ampprofile(line, cell, local_ns)
+
+    def _ampprofile(self, line: str, cell: str | None, local_ns: dict[str, Any] | None) -> Any:
         if cell is not None:
             # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.
             invocation = _invoke.parse(self, line, cell=True, local_ns=local_ns)
@@ -161,7 +168,8 @@ class AmpProfileMagics(Magics):
             return _invoke.run(self, invocation, [invocation.identity], single=True)
         users = _invoke.ids_from(self, "--users", invocation.users_expr, local_ns)
         devices = _invoke.ids_from(self, "--devices", invocation.devices_expr, local_ns)
-        return _invoke.run(self, invocation, _invoke.checked(lambda: zip_identities(users, devices)), single=False)
+        identities = _invoke.checked(lambda: zip_identities(users, devices))
+        return _invoke.run(self, invocation, identities, single=False)
 
     @line_magic
     def ampprofile_emulator(self, line: str) -> None:

@@ -9,8 +9,10 @@ fails with :class:`MalformedResponse` naming the field and the reason, and in a 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import chain, repeat
+from operator import is_
 from typing import Any, NoReturn
 
 from ._exceptions import MalformedResponse
@@ -69,13 +71,35 @@ class Profile:
     @classmethod
     def _of(cls, user_id: str | None, device_id: str | None, raw: Mapping[str, Any], slices: dict[str, Any]) -> Profile:
         """What ``Profile(user_id, device_id, raw=raw, **slices)`` makes, without packing keywords: one per user of
-        a batch."""
+        a batch. The profile keeps ``slices`` (a section's read made it for this profile alone)."""
         profile = cls.__new__(cls)
         profile.user_id = user_id
         profile.device_id = device_id
         profile.raw = raw
-        profile.__dict__ = {name: value for name, value in slices.items() if value is not None}
+        if any(map(is_, slices.values(), repeat(None))):
+            slices = {name: value for name, value in slices.items() if value is not None}
+        profile.__dict__ = slices
         return profile
+
+    @classmethod
+    def _many(
+        cls,
+        users: Sequence[str | None],
+        devices: Sequence[str | None],
+        raws: Sequence[Mapping[str, Any]],
+        slices: Sequence[dict[str, Any]],
+    ) -> list[Profile]:
+        """``_of`` for each position of the four columns (a cached re-run's 100,000 profiles), in one pass."""
+        if any(map(is_, chain.from_iterable(map(dict.values, slices)), repeat(None))):
+            return list(map(cls._of, users, devices, raws, slices))
+        new = object.__new__
+        profiles: list[Profile] = []
+        append = profiles.append
+        for user_id, device_id, raw, own in zip(users, devices, raws, slices, strict=True):
+            profile = new(cls)
+            profile.user_id, profile.device_id, profile.raw, profile.__dict__ = user_id, device_id, raw, own
+            append(profile)
+        return profiles
 
     @property
     def _slices(self) -> dict[str, Any]:

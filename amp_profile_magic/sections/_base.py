@@ -9,7 +9,8 @@ form, magics) names none:
   "not asked");
 - :meth:`Section.params`, the query parameters its request adds, and ``reads``, the ``userData`` fields its slice
   is read from (two sections reading a common field never share a request);
-- :meth:`Section.read`, its slice of a response as ``attributes`` of the profile, and :meth:`Section.frame`, rows;
+- :meth:`Section.read`, its slice of a response as ``attributes`` of the profile (:meth:`Section.read_many`, for
+  many responses, may do it faster), and :meth:`Section.frame`, rows;
 - :meth:`Section.controls`, its form controls.
 """
 
@@ -122,7 +123,17 @@ class Section(ABC):
 
     @abstractmethod
     def read(self, data: Mapping[str, Any], request: Any, reader: Reader) -> dict[str, Any]:
-        """This section's slice of one response's ``userData``, validated with ``reader``: attribute → value."""
+        """This section's slice of one response's ``userData``, validated with ``reader``: attribute → value.
+
+        A new dict each call: the profile keeps it as its own.
+        """
+
+    def read_many(self, datas: Sequence[Mapping[str, Any]], request: Any, reader: Reader) -> list[dict[str, Any]]:
+        """:meth:`read` for many responses at once (a cached re-run's), raising what it raises for the first bad one.
+
+        Override it only to read faster: it must equal ``[self.read(data, request, reader) for data in datas]``.
+        """
+        return [self.read(data, request, reader) for data in datas]
 
     @abstractmethod
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from ._base import Control, Params, Section, SectionUsageError, check_flag
@@ -45,9 +46,28 @@ class CohortsSection(Section):
     def read(self, data: Mapping[str, Any], request: CohortsRequest, reader: Reader) -> dict[str, Any]:
         return {"cohort_ids": reader.identifiers(reader.listing(data.get("cohort_ids"), "cohort_ids"), "cohort_ids")}
 
-    def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
-        from itertools import chain
+    def read_many(
+        self, datas: Sequence[Mapping[str, Any]], request: CohortsRequest, reader: Reader
+    ) -> list[dict[str, Any]]:
+        slices: list[dict[str, Any]] = []
+        append = slices.append
+        try:
+            for data in datas:
+                ids = data.get("cohort_ids")
+                if ids is None:
+                    append({"cohort_ids": ()})
+                    continue
+                if ids.__class__ is not list:
+                    break
+                "".join(ids)  # TypeError unless every id is a str (the common case): one call, not one per id
+                append({"cohort_ids": tuple(ids)})
+            else:
+                return slices
+        except TypeError:
+            pass
+        return super().read_many(datas, request, reader)  # the careful way, naming what is wrong
 
+    def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
         import numpy as np
         import pandas as pd
 
