@@ -287,14 +287,13 @@ def profiles_from_responses(
     return profiles
 
 
-def profiles_from_bodies(queries: Sequence[ProfileQuery], bodies: Sequence[object]) -> list[Profile | None]:
+def profiles_from_bodies(queries: Sequence[ProfileQuery], bodies: Sequence[object]) -> Sequence[Profile | None]:
     """:func:`profiles_from_responses` for queries of one request each: ``bodies[i]`` answers ``queries[i]``."""
     if queries and len(queries[0]._plan) == 1:
         sections = queries[0]._sections
         if all(map(is_, map(_sections_of, queries), repeat(sections))):  # one cell's queries
             built = _read_group(queries, bodies)
-            if built is not None:
-                return list(built)
+            return built if built is not None else list(map(_one_or_none, queries, zip(bodies)))
     return profiles_from_responses(queries, list(zip(bodies)))
 
 
