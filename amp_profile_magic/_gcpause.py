@@ -19,8 +19,18 @@ from contextlib import contextmanager
 __all__ = ["paused", "resumed"]
 
 _lock = threading.Lock()
-_depth = 0
-_resume = False
+_depth = 0  # open pauses, all threads
+_waiting = 0  # open resumed() blocks, all threads
+_resume = False  # whether the collector was on when the first open pause began
+
+
+def _apply() -> None:
+    """Off while any pause is open and no block waits on the network; else as the first pause found it."""
+    if _resume:
+        if _depth and not _waiting:
+            gc.disable()
+        else:
+            gc.enable()
 
 
 @contextmanager
@@ -30,31 +40,32 @@ def paused() -> Iterator[None]:
     with _lock:
         if _depth == 0:
             _resume = gc.isenabled()
-            gc.disable()
         _depth += 1
+        _apply()
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
-            if _depth == 0 and _resume:
-                gc.enable()
+            _apply()
 
 
 @contextmanager
 def resumed() -> Iterator[None]:
     """Let the collector run inside the block when a pause is on: a batch's network part, inside a paused call.
 
-    The pause is one switch for the process: another thread pausing meanwhile finds the collector running, and it
-    is paused again when this block ends if any pause is still open.
+    Waiting wins: while any thread is inside one of these blocks (the form's batch beside a cell's, say), the
+    collector runs, whatever pauses other threads hold; it is paused again when the last one ends, if a pause is open.
     """
+    global _waiting
     with _lock:
-        paused_here = _depth > 0 and _resume
-        if paused_here:
-            gc.enable()
+        _waiting += 1
+        if _depth:
+            _apply()
     try:
         yield
     finally:
         with _lock:
-            if paused_here and _depth > 0:
-                gc.disable()
+            _waiting -= 1
+            if _depth:
+                _apply()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,6 +117,30 @@ def test_resumed_lets_the_collector_run_inside_a_pause_and_pauses_it_again() -> 
     with paused(), resumed():
         assert not gc.isenabled()
     assert not gc.isenabled()
+
+
+def test_a_thread_waiting_on_the_network_keeps_the_collector_on_while_another_pauses() -> None:
+    """While one thread is inside resumed() (a batch waiting on the network), another thread's pause, and the end
+    of a third's resumed block, leave the collector on; it is off again only when no block waits."""
+    inside, leave = threading.Event(), threading.Event()
+
+    def waiting_batch() -> None:
+        with paused(), resumed():
+            inside.set()
+            leave.wait(5)
+
+    worker = threading.Thread(target=waiting_batch)
+    worker.start()
+    assert inside.wait(5)
+    with paused():
+        assert gc.isenabled()
+        with resumed():
+            assert gc.isenabled()
+        assert gc.isenabled()  # the other thread still waits on the network
+        leave.set()
+        worker.join(5)
+        assert not gc.isenabled()
+    assert gc.isenabled()
 
 
 def test_a_paused_call_collects_while_it_fetches_and_not_while_it_reads_the_store(make_client: Any) -> None:
