@@ -333,10 +333,13 @@ def _read_group(queries: Sequence[ProfileQuery], bodies: Sequence[object]) -> li
         datas.append(data)
     try:
         columns = [section.read_many(datas, request, _PLAIN) for section, request in queries[0]._sections]
+        if len(columns) == 1:
+            slices = columns[0]
+        else:
+            slices = [
+                {key: value for part in parts for key, value in part.items()} for parts in zip(*columns, strict=True)
+            ]
+        # Inside the try too: a plugin's read_many of the wrong length, or not giving dicts, is read one by one.
+        return Profile._many(users, devices, datas, slices)
     except (MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
         return None
-    if len(columns) == 1:
-        slices = columns[0]
-    else:
-        slices = [{key: value for part in parts for key, value in part.items()} for parts in zip(*columns, strict=True)]
-    return Profile._many(users, devices, datas, slices)

@@ -162,3 +162,19 @@ def test_a_paused_call_collects_while_it_fetches_and_not_while_it_reads_the_stor
     assert [seen[user] for user in stored] == [False] * len(stored)
     assert [seen[user] for user in fetched] == [True] * len(fetched)
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("wrong", [lambda slices: slices[:-1], lambda slices: [tuple(s.items()) for s in slices]])
+def test_a_read_many_that_breaks_its_contract_is_read_one_query_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, wrong: Any
+) -> None:
+    """A section's read_many that gives too few slices, or slices that are not dicts, does not fail the batch: each
+    query is read with read alone, as if read_many were not there."""
+    from amp_profile_magic.sections.cohorts import CohortsSection
+
+    good = CohortsSection.read_many
+    monkeypatch.setattr(CohortsSection, "read_many", lambda self, *args: wrong(good(self, *args)))
+    batch = [{"userData": {"user_id": f"u{index}", "cohort_ids": [f"c{index}"]}} for index in range(4)]
+    queries = ProfileQuery.each([(f"u{index}", None) for index in range(4)], requests=_requests({"cohorts": True}))
+    profiles = profiles_from_bodies(queries, batch)
+    assert [profile.cohort_ids if profile else None for profile in profiles] == [("c0",), ("c1",), ("c2",), ("c3",)]
