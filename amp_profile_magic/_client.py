@@ -208,6 +208,7 @@ def _from_store(
     from ._store import load_bodies
 
     stored = list(map(answers.get, chain.from_iterable(keys)))
+    values: list[Any] | None = None
     if len(stored) == len(queries):
         # A re-run cell: one stored profile per query. One pass over the answers while all of them are there.
         bodies, times = [], []
@@ -217,11 +218,14 @@ def _from_store(
             bodies.append(answer.body)
             times.append(answer.fetched_at)
         else:
-            profiles = profiles_from_bodies(queries, load_bodies(bodies))
+            values = load_bodies(bodies)
+            profiles = profiles_from_bodies(queries, values)
             if None not in profiles:
                 return list(map(_new_outcome, repeat(Outcome), zip(queries, profiles, repeat(None), times)))
-    # Every body parsed in one call (see load_bodies); a missing or unknown-user answer parses a placeholder.
-    values = load_bodies([answer.body if answer is not None and answer.kind == "ok" else "null" for answer in stored])
+    if values is None:
+        # Every body parsed in one call (see load_bodies); a missing or unknown-user answer parses a placeholder.
+        texts = [answer.body if answer is not None and answer.kind == "ok" else "null" for answer in stored]
+        values = load_bodies(texts)
     outcomes: list[Outcome | None] = [None] * len(queries)
     readable: list[int] = []
     readable_payloads: list[Sequence[Any]] = []
