@@ -300,10 +300,15 @@ def profiles_from_bodies(queries: Sequence[ProfileQuery], bodies: Sequence[objec
 _sections_of = attrgetter("_sections")
 
 
+#: What reading a body into a profile can raise for a body of an unexpected shape: that user is read again (or
+#: fetched again), never the batch failed.
+_UNREADABLE = (MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError)
+
+
 def _one_or_none(query: ProfileQuery, payloads: Sequence[object]) -> Profile | None:
     try:
         return profile_from_responses(query, payloads)
-    except (MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
+    except _UNREADABLE:
         return None
 
 
@@ -341,5 +346,5 @@ def _read_group(queries: Sequence[ProfileQuery], bodies: Sequence[object]) -> li
             ]
         # Inside the try too: a plugin's read_many of the wrong length, or not giving dicts, is read one by one.
         return Profile._many(users, devices, datas, slices)
-    except (MalformedResponse, ArithmeticError, LookupError, RecursionError, TypeError, ValueError):
+    except _UNREADABLE:
         return None
