@@ -17,14 +17,17 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine (``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``)."""
+    """Whether ``host`` is this machine (``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``, ``::ffff:127.x.x.x``)."""
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # An IPv4-mapped IPv6 address reaches the IPv4 host; ipaddress says so itself only from Python 3.13.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from amp_profile_magic import (
     RequestTimeout,
     ServerUnavailable,
 )
-from amp_profile_magic._proxy import Proxy
+from amp_profile_magic._proxy import Proxy, is_loopback
 from amp_profile_magic.emulator import Emulator
 from tests.client.conftest import FAST, check_error, expect_failure
 from tests.client.scripted import ConnectProxy, trickle, trickle_head, wait_for
@@ -82,10 +82,33 @@ def test_a_loopback_endpoint_never_goes_through_the_proxy(
     assert client.lookup(user_id="12345", cohorts=True).cohort_ids == ("cohort1", "cohort3", "cohort7")
     assert proxy.heads == []
     assert emulator.request_count == 1
-    for endpoint in ("http://localhost:9", "http://127.0.0.5:9", "http://[::1]:9", "http://app.localhost:9"):
+    loopbacks = ("http://localhost:9", "http://127.0.0.5:9", "http://[::1]:9", "http://[::ffff:127.0.0.1]:9")
+    for endpoint in (*loopbacks, "http://app.localhost:9"):
         # Nothing listens on port 9: a direct attempt fails as a connection; one through the proxy would reach it.
         assert type(lookup_failure(endpoint)) is ConnectionFailed, endpoint
     assert proxy.heads == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("[::FFFF:127.9.9.9]", True),
+        ("LOCALHOST", True),
+        ("api.localhost", True),
+        ("::ffff:10.0.0.1", False),
+        ("10.0.0.1", False),
+        ("localhost.example.com", False),
+        ("profile-api.test", False),
+        ("", False),
+    ],
+)
+def test_loopback_hosts_are_told_apart(host: str, loopback: bool) -> None:
+    """Loopback names and addresses, IPv4-mapped IPv6 ones on every Python, are this machine; nothing else is."""
+    assert is_loopback(host) is loopback
 
 
 def test_the_emulator_magic_works_with_a_proxy_set(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
