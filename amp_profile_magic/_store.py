@@ -166,12 +166,20 @@ class StoreInfo:
     projects: int
     disabled: str | None = None
 
+    @classmethod
+    def empty(cls, path: Path, *, disabled: str | None = None) -> StoreInfo:
+        """A store with nothing in it (none yet, or one that is off)."""
+        return cls(path=path, size=0, entries=0, oldest=None, newest=None, projects=0, disabled=disabled)
+
     def describe(self, now: float | None = None) -> str:
         """A few lines for people."""
         now = time.time() if now is None else now
         lines = [f"Local profile store: {self.path}"]
         if self.disabled:
-            lines.append(f"  off: {self.disabled}")
+            lines.append(
+                f"  not usable, so off: {self.disabled}. Move it with AMPLITUDE_PROFILE_STORE (or %config "
+                "ProfileClient.store) to a local directory you can write."
+            )
             return "\n".join(lines)
         lines.append(f"  size: {_bytes(self.size)} on disk; {self.entries:,} answers from {self.projects} project(s)")
         if self.oldest is not None and self.newest is not None:
@@ -239,6 +247,16 @@ def _make_private_directory(directory: Path) -> None:
         with contextlib.suppress(FileExistsError):  # another kernel made it first
             candidate.mkdir(mode=0o700)
             os.chmod(candidate, 0o700)  # mkdir's mode passes through the umask; say exactly what is meant
+
+
+def _uncreatable(directory: Path) -> str | None:
+    """Why no store could be created in ``directory`` (a file in the way, a directory not writable), or None."""
+    parent = _existing_parent(directory)
+    if not parent.is_dir():
+        return f"{parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
 
 
 def _existing_parent(path: Path) -> Path:
@@ -527,9 +545,18 @@ def forget_all() -> None:
 
 
 def store_info(directory: Path) -> StoreInfo:
-    """What the store in ``directory`` holds, without creating it when there is none."""
-    if not (directory / DB_NAME).exists():
-        return StoreInfo(path=directory / DB_NAME, size=0, entries=0, oldest=None, newest=None, projects=0)
+    """What the store in ``directory`` holds, without creating it when there is none.
+
+    A store this process turned off says why; so does one that could not be created where it is set.
+    """
+    with _STORES_LOCK:
+        live = _STORES.get(directory)
+    off = live.disabled if live is not None else None
+    exists = (directory / DB_NAME).exists()
+    if off is None and not exists:
+        off = _uncreatable(directory)
+    if off is not None or not exists:
+        return StoreInfo.empty(directory / DB_NAME, disabled=off)
     store = ProfileStore(directory, max_bytes=2**62, warn=False)
     try:
         return store.info()
@@ -561,7 +588,7 @@ def clear_store(directory: Path, *, older_than: float | None = None) -> str:
     finally:
         store.close()
     which = "" if older_than is None else f" fetched more than {format_age(older_than)} ago"
-    return f"Deleted {deleted:,} stored answers{which} from {path}."
+    return f"Deleted {deleted:,} stored answer{'' if deleted == 1 else 's'}{which} from {path}."
 
 
 def remove_files(directory: Path) -> list[Path]:

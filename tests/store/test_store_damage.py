@@ -156,10 +156,30 @@ def test_corrupt_store_degrades_to_no_store_with_one_warning(
     client.lookup_many([ProfileQuery(user_id=user, props=True) for user in IDS])
     _one_warning(caplog, "damaged", "amp-profile-magic store clear")
     assert len(api_requests(emulator)) == 2 * len(IDS)
+    shown = client.store_info()
+    assert "not usable, so off: damaged" in shown, shown  # not "0 answers", as if it were an empty store
     # Clearing removes a store SQLite cannot open; the next lookup builds a fresh one.
     assert "Removed the unusable local profile store" in client.clear_store()
     client.lookup(user_id="12345", props=True)
     assert client.profile_store() is not None
+
+
+def test_a_file_where_the_store_directory_should_be_is_reported_not_shown_empty(
+    make_client: Any, emulator: Emulator, store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store set under a file: the store info says it cannot be used and why, before and after a batch."""
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    in_the_way = store_dir.parent / "a-file"
+    in_the_way.write_text("not a directory")
+    client = make_client(store=str(in_the_way / "store"))
+    before = client.store_info()
+    assert f"not usable, so off: {in_the_way} is a file, not a directory" in before, before
+    caplog.set_level(logging.WARNING, logger="amp_profile_magic")
+    _batch_is_whole(client, emulator)
+    _one_warning(caplog, "Not a directory")
+    after = client.store_info()
+    assert "not usable, so off: Not a directory" in after, after
+    assert "AMPLITUDE_PROFILE_STORE" in after
 
 
 def test_locked_store_degrades_to_no_store_with_one_warning(

@@ -109,12 +109,12 @@ def test_clear_all_or_older_than(store_dir: Path) -> None:
     _put(store, "user_id=old", fetched_at=now - 8 * 86400)
     _put(store, "user_id=new", fetched_at=now - 60)
     store.close()
-    assert "Deleted 1 stored answers fetched more than 7 days ago" in clear_store(store_dir, older_than=parse_age("7d"))
+    assert "Deleted 1 stored answer fetched more than 7 days ago" in clear_store(store_dir, older_than=parse_age("7d"))
     info = store_info(store_dir)
     assert info.entries == 1
     assert info.oldest == pytest.approx(now - 60)
     assert "1 answers" in info.describe()
-    assert "Deleted 1 stored answers from" in clear_store(store_dir)
+    assert "Deleted 1 stored answer from" in clear_store(store_dir)
     assert store_info(store_dir).entries == 0
 
 
@@ -142,7 +142,7 @@ def test_cli_store_info_and_clear(store_dir: Path) -> None:
     assert "1 answers" in info.stdout
     cleared = subprocess.run([*command, "clear", "--older-than", "1h"], check=False, **options)
     assert cleared.returncode == 0, cleared.stderr
-    assert "Deleted 1 stored answers" in cleared.stdout
+    assert "Deleted 1 stored answer " in cleared.stdout
     bad = subprocess.run([*command, "clear", "--older-than", "soon"], check=False, **options)
     assert bad.returncode == 1
     assert "not an age" in bad.stderr

@@ -219,7 +219,7 @@ def test_store_magic_shows_and_clears(shell: Any, run: Any, emulator: Emulator) 
     assert "fetched: oldest 0 min ago" in shown
     partly = run("%ampprofile_store clear --older-than 7d").stdout
     assert "Deleted 0 stored answers fetched more than 7 days ago" in partly
-    assert "Deleted 1 stored answers" in run("%ampprofile_store clear").stdout
+    assert "Deleted 1 stored answer " in run("%ampprofile_store clear").stdout
     run("%ampprofile user=12345 cohorts -o b")
     assert _users(emulator) == ["12345", "12345"]
     assert "not an age" in run("%ampprofile_store clear --older-than soon").everything
