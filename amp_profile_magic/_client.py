@@ -32,6 +32,8 @@ from ._query import ProfileQuery, profile_from_responses, profiles_from_bodies, 
 from ._secret import Secret, SecretTrait, SecretURLTrait, redact
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
     import tenacity
 
@@ -492,7 +494,9 @@ class ProfileClient(Configurable):
         self._proxy: Proxy | None = None
         self._recorder: Recorder | None = None
         self._http_lock = threading.Lock()
-        self._store: ProfileStore | None = None
+        # The store's directory, resolved once per setting: a relative path means where the kernel was when it was
+        # first used, and info and clear must act on that store even after a %cd.
+        self._store_directory: Path | None = None
         self._store_resolved = False
         super().__init__(**kwargs)
 
@@ -529,7 +533,7 @@ class ProfileClient(Configurable):
 
     @observe("store", "store_max_bytes")
     def _store_setting_changed(self, change: Mapping[str, Any]) -> None:
-        self._store, self._store_resolved = None, False
+        self._store_resolved = False
 
     @default("cassette")
     def _default_cassette(self) -> str:
@@ -711,33 +715,41 @@ class ProfileClient(Configurable):
 
     def profile_store(self) -> ProfileStore | None:
         """The local store this client reads and writes, or None when it is off or unusable."""
-        if not self._store_resolved:
-            from ._store import shared_store, store_directory
+        from ._store import shared_store
 
-            directory = store_directory(self.store)
-            self._store = None if directory is None else shared_store(directory, max_bytes=self.store_max_bytes)
-            self._store_resolved = True
-        store = self._store
-        return store if store is not None and store.disabled is None else None
+        directory = self._resolved_store_directory()
+        if directory is None:
+            return None
+        # Asked of the process's registry each time, not kept: a store another client cleared (closed and opened
+        # again) is the new one here too.
+        store = shared_store(directory, max_bytes=self.store_max_bytes)
+        return store if store.disabled is None else None
 
     def store_info(self) -> str:
         """Where the local store is, its size, its answers and their oldest and newest fetch times."""
-        from ._store import store_directory, store_info
+        from ._store import store_info
 
-        directory = store_directory(self.store)
+        directory = self._resolved_store_directory()
         if directory is None:
             return "Local profile store: off (ProfileClient.store = 'off')."
         return store_info(directory).describe()
 
     def clear_store(self, *, older_than: float | None = None) -> str:
         """Delete every stored answer, or those fetched more than ``older_than`` seconds ago; say what was done."""
-        from ._store import clear_store, store_directory
+        from ._store import clear_store
 
-        directory = store_directory(self.store)
+        directory = self._resolved_store_directory()
         if directory is None:
             return "Local profile store: off (ProfileClient.store = 'off'); nothing to clear."
-        self._store, self._store_resolved = None, False
         return clear_store(directory, older_than=older_than)
+
+    def _resolved_store_directory(self) -> Path | None:
+        if not self._store_resolved:
+            from ._store import store_directory
+
+            self._store_directory = store_directory(self.store)
+            self._store_resolved = True
+        return self._store_directory
 
     def _announce_hold(self) -> None:
         # A hold left by an earlier cell would otherwise look like a hang (a batch's progress bar also shows it).

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -181,7 +182,9 @@ class StoreInfo:
                 "ProfileClient.store) to a local directory you can write."
             )
             return "\n".join(lines)
-        lines.append(f"  size: {_bytes(self.size)} on disk; {self.entries:,} answers from {self.projects} project(s)")
+        answers = f"{self.entries:,} answer{'' if self.entries == 1 else 's'}"
+        projects = f"{self.projects} project{'' if self.projects == 1 else 's'}"
+        lines.append(f"  size: {_bytes(self.size)} on disk; {answers} from {projects}")
         if self.oldest is not None and self.newest is not None:
             lines.append(
                 f"  fetched: oldest {format_age(now - self.oldest)} ago ({_when(self.oldest)}), newest "
@@ -654,6 +657,8 @@ def parse_age(text: str) -> float:
         raise ValueError(f"{text!r} is not an age: use a number with d, h, m or s, e.g. 7d or 12h") from None
     if not number >= 0:  # negative, or NaN
         raise ValueError(f"{text!r} is not an age: it must be zero or more")
+    if not math.isfinite(number * multiplier):  # inf, or 1e400d
+        raise ValueError(f"{text!r} is not an age: it must be a finite number")
     return number * multiplier
 
 

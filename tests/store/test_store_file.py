@@ -113,7 +113,7 @@ def test_clear_all_or_older_than(store_dir: Path) -> None:
     info = store_info(store_dir)
     assert info.entries == 1
     assert info.oldest == pytest.approx(now - 60)
-    assert "1 answers" in info.describe()
+    assert "1 answer from 1 project" in info.describe()
     assert "Deleted 1 stored answer from" in clear_store(store_dir)
     assert store_info(store_dir).entries == 0
 
@@ -124,7 +124,7 @@ def test_parse_age_reads_units_and_refuses_nonsense() -> None:
     assert parse_age("12h") == 12 * 3600
     assert parse_age("30m") == 1800
     assert parse_age("45") == 45
-    for bad in ("soon", "-1d", "nan"):
+    for bad in ("soon", "-1d", "nan", "inf", "infinity", "1e400d", "1e305d"):
         with pytest.raises(ValueError, match="not an age"):
             parse_age(bad)
 
@@ -139,7 +139,7 @@ def test_cli_store_info_and_clear(store_dir: Path) -> None:
     options: dict[str, Any] = {"env": environment, "capture_output": True, "text": True, "timeout": 60}
     info = subprocess.run(command, env=environment, capture_output=True, text=True, check=True, timeout=60)
     assert str(store_dir / "profiles.sqlite3") in info.stdout
-    assert "1 answers" in info.stdout
+    assert "1 answer from 1 project" in info.stdout
     cleared = subprocess.run([*command, "clear", "--older-than", "1h"], check=False, **options)
     assert cleared.returncode == 0, cleared.stderr
     assert "Deleted 1 stored answer " in cleared.stdout

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from amp_profile_magic import NotStored, ProfileQuery, UnknownUser
+from amp_profile_magic import NotStored, ProfileClient, ProfileQuery, UnknownUser
 from amp_profile_magic._batch import BatchResult, Outcome, PacingSummary
 from amp_profile_magic._result import summary_line
 from amp_profile_magic.emulator import Emulator, Faults
@@ -215,7 +215,7 @@ def test_store_magic_shows_and_clears(shell: Any, run: Any, emulator: Emulator) 
     run("%ampprofile user=12345 cohorts -o a")
     shown = run("%ampprofile_store").stdout
     assert "profiles.sqlite3" in shown
-    assert "1 answers from 1 project(s)" in shown
+    assert "1 answer from 1 project" in shown
     assert "fetched: oldest 0 min ago" in shown
     partly = run("%ampprofile_store clear --older-than 7d").stdout
     assert "Deleted 0 stored answers fetched more than 7 days ago" in partly
@@ -224,6 +224,39 @@ def test_store_magic_shows_and_clears(shell: Any, run: Any, emulator: Emulator) 
     assert _users(emulator) == ["12345", "12345"]
     assert "not an age" in run("%ampprofile_store clear --older-than soon").everything
     assert "unknown command" in run("%ampprofile_store wipe").everything
+
+
+def test_clearing_from_another_client_leaves_this_kernels_store_working(
+    shell: Any, run: Any, emulator: Emulator
+) -> None:
+    """A store cleared by another client in the kernel is opened again here: the next cell is stored and cached."""
+    run("%ampprofile user=12345 cohorts -o a")
+    directory = magics_of(shell).client.profile_store().directory
+    assert "Deleted 1 stored answer " in ProfileClient(store=str(directory)).clear_store()
+    run("%ampprofile user=12345 cohorts -o b")
+    run("%ampprofile user=12345 cohorts -o c")
+    assert _users(emulator) == ["12345", "12345"], "the store stopped caching after another client cleared it"
+    assert "1 answer from 1 project" in run("%ampprofile_store").stdout
+
+
+def test_a_relative_store_path_stays_the_store_it_first_named(
+    shell: Any, run: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a %cd, info and clear act on the store the lookups use, not on the same name in the new directory."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    run("%config ProfileClient.store = 'relative-store'")
+    run("%ampprofile user=12345 cohorts -o a")
+    monkeypatch.chdir(second)
+    shown = run("%ampprofile_store").stdout
+    assert str(first / "relative-store" / "profiles.sqlite3") in shown, shown
+    assert "1 answer from 1 project" in shown, shown
+    assert "Deleted 1 stored answer " in run("%ampprofile_store clear").stdout
+    run("%ampprofile user=12345 cohorts -o b")
+    assert _users(emulator) == ["12345", "12345"]
+    assert not (second / "relative-store").exists()
 
 
 def test_store_off_sends_every_time(shell: Any, run: Any, emulator: Emulator, tmp_path: Path) -> None:
