@@ -118,8 +118,8 @@ def _not_fetched(query: ProfileQuery) -> exc.NotFetched:
 
 def _not_stored(query: ProfileQuery) -> exc.NotStored:
     return exc.NotStored(
-        f"Not in the local store: {query.describe()} (store-only lookup; nothing was sent). Run it without "
-        "--store-only to fetch it."
+        f"Not in the local store, or older than max_age: {query.describe()} (store-only lookup; nothing was "
+        "sent). Run it without --store-only to fetch it."
     )
 
 
@@ -238,11 +238,13 @@ def _from_store(
         found = stored[position : position + count]
         payloads = values[position : position + count]
         position += count
-        if None in found:
-            continue
-        refused = next((answer for answer in found if answer.kind == "unknown_user"), None)  # type: ignore[union-attr]
+        # A user the API called unknown is answered by that alone: after it the query's other requests (comps
+        # after props) were never sent, so they are missing, and waiting for them would send the refused one again.
+        refused = next((answer for answer in found if answer is not None and answer.kind == "unknown_user"), None)
         if refused is not None:
             outcomes[index] = Outcome(queries[index], error=_unknown_user(refused.status), stored_at=refused.fetched_at)
+            continue
+        if None in found:
             continue
         readable.append(index)
         readable_payloads.append(payloads)
@@ -335,6 +337,8 @@ class RequestPlan(NamedTuple):
     requests_per_minute: float
     first_url: str | None
     store: str
+    #: Lookups a store-only run would fail as not stored (0 unless ``cache="only"``).
+    not_stored: int = 0
 
     @property
     def seconds(self) -> float:
@@ -349,6 +353,11 @@ class RequestPlan(NamedTuple):
             f"Dry run, nothing sent. {self.users:,} users → {self.lookups:,} lookups, {self.requests:,} requests.",
             f"Local store ({self.store}): {self.stored:,} requests already answered; {self.to_send:,} to send.",
         ]
+        if self.not_stored:
+            lines.append(
+                f"Store-only: {self.not_stored:,} lookups are not in the local store (or are older than max_age) and "
+                "would fail as not_stored."
+            )
         if self.to_send:
             seconds = self.seconds
             took = f"{seconds:.0f} s" if seconds < 120 else format_age(seconds)
@@ -685,16 +694,22 @@ class ProfileClient(Configurable):
 
     def plan(self, queries: Iterable[ProfileQuery], *, cache: CachePolicy = "use") -> RequestPlan:
         """What :meth:`lookup_many` would send for ``queries``, after what the local store holds; sends nothing."""
-        from ._store import params_key
-
         ordered = list(queries)
         unique = list(dict.fromkeys(ordered))
         requests = [params for query in unique for params in query.requests]
         view = self._store_view(cache) if unique else None
-        answers = view.lookup(_request_keys(unique)) if view is not None else {}
-        to_send = [params for params in requests if params_key(params) not in answers]
-        if cache == "only":
-            to_send = []
+        keys = _request_keys(unique)
+        answers = view.lookup(keys) if view is not None else {}
+        wanted: list[tuple[tuple[str, str], ...]] = []
+        missing = 0
+        for query, query_keys in zip(unique, keys, strict=True):
+            found = [answers.get(key) for key in query_keys]
+            if any(answer is not None and answer.kind == "unknown_user" for answer in found):
+                continue  # answered: the API called this user unknown, and nothing more is sent for it
+            unanswered = [params for params, answer in zip(query.requests, found, strict=True) if answer is None]
+            wanted += unanswered
+            missing += bool(unanswered)
+        to_send = [] if cache == "only" else wanted
         first = None
         if to_send:
             first = f"{self.endpoint.rstrip('/')}{API_PATH}?{urlencode(to_send[0])}"
@@ -706,11 +721,12 @@ class ProfileClient(Configurable):
             users=len(ordered),
             lookups=len(unique),
             requests=len(requests),
-            stored=len(requests) - len([params for params in requests if params_key(params) not in answers]),
+            stored=len(requests) - len(wanted),
             to_send=len(to_send),
             requests_per_minute=self.requests_per_minute,
             first_url=first,
             store=where,
+            not_stored=missing if cache == "only" else 0,
         )
 
     def profile_store(self) -> ProfileStore | None:

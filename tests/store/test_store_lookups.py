@@ -96,7 +96,7 @@ def test_store_only_fails_clearly_for_what_is_missing(shell: Any, run: Any, emul
     assert "store-only" in failures[0]["message"]
     single = run("%ampprofile user=user-04000 cohorts --store-only")
     assert not single.result.success
-    assert "Not in the local store: user user-04000" in single.everything
+    assert "Not in the local store, or older than max_age: user user-04000" in single.everything
     assert len(api_requests(emulator)) == sent
 
 
@@ -116,6 +116,39 @@ def test_dry_run_counts_what_the_store_holds_and_sends_nothing(shell: Any, run: 
     assert "$AMPLITUDE_SECRET_KEY" in text
     assert CANARY_KEY not in plan.everything
     assert "bulk" not in text
+
+
+def test_an_unknown_user_of_a_two_request_query_is_answered_from_the_store(
+    shell: Any, run: Any, emulator: Emulator
+) -> None:
+    """props + comps for an unknown user stops at the first request; re-runs, dry runs and store-only send nothing."""
+    shell.user_ns["ids"] = ["user-00001", "nobody"]
+    first = run("%ampprofile --users ids props comps -o a")
+    assert first.texts()[0] == "1 profile · 1 failed: unknown_user ×1", first.everything
+    sent = len(api_requests(emulator))
+    assert sent == 3  # two for the known user, one (refused) for the unknown one
+    again = run("%ampprofile --users ids props comps -o b")
+    assert len(api_requests(emulator)) == sent, "the unknown user was requested again"
+    assert again.texts()[0] == "1 profile (1 from the local store, 0 min old) · 1 failed: unknown_user ×1"
+    single = run("%ampprofile user=nobody props comps")
+    assert "Unknown user" in single.everything
+    assert len(api_requests(emulator)) == sent
+    plan = run("%ampprofile --users ids props comps --dry-run").stdout
+    assert "4 requests already answered; 0 to send" in plan, plan
+    assert "curl" not in plan
+    only = run("%ampprofile --users ids props comps --store-only -o c")
+    assert list(shell.user_ns["c"].failures["kind"]) == ["unknown_user"], only.everything
+    assert len(api_requests(emulator)) == sent
+
+
+def test_a_store_only_dry_run_names_what_it_would_miss(shell: Any, run: Any, emulator: Emulator) -> None:
+    """--store-only --dry-run says how many lookups would fail as not stored, and sends nothing."""
+    shell.user_ns["some"], shell.user_ns["more"] = IDS[:1], IDS[:3]
+    run("%ampprofile --users some props -o a")
+    plan = run("%ampprofile --users more props --store-only --dry-run").stdout
+    assert "1 requests already answered; 0 to send" in plan, plan
+    assert "Store-only: 2 lookups are not in the local store (or are older than max_age)" in plan, plan
+    assert len(api_requests(emulator)) == 1
 
 
 def test_dry_run_past_an_hour_points_to_bulk_routes(shell: Any, run: Any, emulator: Emulator) -> None:
