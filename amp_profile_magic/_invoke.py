@@ -285,10 +285,12 @@ def run(host: Host, invocation: Invocation, identities: Sequence[Identity], *, s
 
 def interrupted_message(batch: BatchResult, out: str) -> str:
     """What an interrupted batch says (the magic's KeyboardInterrupt line, the form's after Stop)."""
-    fetched = len(batch) - batch.missing
+    fetched = len(batch) - len(batch.failures)
+    failed = len(batch.failures) - batch.missing
+    also = f" and the {failed} that failed" if failed else ""
     return (
         f"{batch.missing} of {len(batch)} users not fetched; the {fetched} fetched are in {out} "
-        "(its failures list the missing ones)"
+        f"(its failures list the missing ones{also})"
     )
 
 

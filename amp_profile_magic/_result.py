@@ -60,13 +60,15 @@ def summary_line(batch: BatchResult, *, now: float | None = None) -> str:
     ok = total - len(failed)
     noun = "profile" if ok == 1 else "profiles"
     if batch.interrupted:
-        parts = [f"Interrupted: {ok:,} of {total:,} fetched, {batch.missing:,} missing (kept what finished)."]
+        parts = [f"Interrupted: {ok:,} of {total:,} fetched, {batch.missing:,} missing (kept what finished)"]
+        # The rest failed before the interrupt (an unknown user, say): without them the parts would not add up.
+        failed = [outcome for outcome in failed if outcome.error is not None and outcome.error.kind != "not_fetched"]
     else:
         parts = [f"{ok:,} {noun}{_sources(batch, time.time() if now is None else now)}"]
-        if failed:
-            kinds = Counter(outcome.error.kind for outcome in failed if outcome.error is not None)
-            detail = ", ".join(f"{kind} ×{count:,}" for kind, count in kinds.most_common())
-            parts.append(f"{len(failed):,} failed: {detail}")
+    if failed:
+        kinds = Counter(outcome.error.kind for outcome in failed if outcome.error is not None)
+        detail = ", ".join(f"{kind} ×{count:,}" for kind, count in kinds.most_common())
+        parts.append(f"{len(failed):,} failed: {detail}")
     retried = describe_retries(batch.retries, batch.throttled)
     if retried:
         parts.append(retried)
@@ -77,10 +79,13 @@ def summary_line(batch: BatchResult, *, now: float | None = None) -> str:
 
 
 def _sources(batch: BatchResult, now: float) -> str:
-    """`` (1,200 from the local store, 0–35 min old; 1,800 fetched)``, or nothing when the store answered none."""
+    """`` (1,200 from the local store, 0–35 min old; 1,800 fetched)``, or nothing when the store answered none.
+
+    Counted per input, like the profiles before it, so the two parts add up when an id is given twice.
+    """
     from amp_profile_magic._store import format_age
 
-    stored = batch.from_store
+    stored = [outcome for outcome in batch if outcome.error is None and outcome.stored_at is not None]
     if not stored:
         return ""
     times = [outcome.stored_at for outcome in stored if outcome.stored_at is not None]
@@ -91,7 +96,7 @@ def _sources(batch: BatchResult, now: float) -> str:
         age = f"{low.split()[0]}–{high} old"
     else:
         age = f"{low}–{high} old"
-    fetched = len(batch.fetched)
+    fetched = len(batch) - len(batch.failures) - len(stored)
     return f" ({len(stored):,} from the local store, {age}" + (f"; {fetched:,} fetched)" if fetched else ")")
 
 

@@ -329,7 +329,7 @@ def test_stop_ends_a_throttle_hold_at_once(shell: Any, form: Any) -> None:
     form.batch.stop_button.click()
     assert form.wait(timeout=5)
     assert time.monotonic() - started < 1.5
-    assert output_data(form)[0]["text/plain"] == "Interrupted: 0 of 3 fetched, 3 missing (kept what finished)."
+    assert output_data(form)[0]["text/plain"] == "Interrupted: 0 of 3 fetched, 3 missing (kept what finished)"
     partial = shell.user_ns[_invoke.PARTIAL_RESULT_NAME]
     assert len(partial) == 0
     assert [record["user_id"] for record in partial.attrs["failures"]] == ["12345", "user-00001", "user-00002"]

@@ -324,6 +324,35 @@ def test_summary_line_shows_each_part_only_when_non_zero() -> None:
     assert summary_line(BatchResult(outcomes=tuple(fetched), unique_queries=1)) == "1 profile"
 
 
+def test_summary_parts_add_up_with_duplicate_ids() -> None:
+    """An id given three times counts three times in every part, as it does in the profiles."""
+    now = 10_000.0
+    stored = Outcome(ProfileQuery(user_id="s"), profile=object(), stored_at=now - 60)  # type: ignore[arg-type]
+    fetched = Outcome(ProfileQuery(user_id="f"), profile=object())  # type: ignore[arg-type]
+    gone = Outcome(ProfileQuery(user_id="x"), error=UnknownUser("gone"))
+    batch = BatchResult(outcomes=(stored, stored, stored, fetched, gone, gone), unique_queries=3)
+    assert summary_line(batch, now=now) == (
+        "4 profiles (3 from the local store, 1 min old; 1 fetched) · 2 failed: unknown_user ×2"
+    )
+
+
+def test_an_interrupted_summary_and_message_account_for_failures_too() -> None:
+    """Interrupted with an unknown user among the finished: the summary names it, and the message agrees."""
+    from amp_profile_magic._exceptions import NotFetched
+    from amp_profile_magic._invoke import interrupted_message
+
+    done = [Outcome(ProfileQuery(user_id=f"u{index}"), profile=object()) for index in range(5)]  # type: ignore[arg-type]
+    gone = [Outcome(ProfileQuery(user_id="x"), error=UnknownUser("gone"))]
+    left = [Outcome(ProfileQuery(user_id=f"m{index}"), error=NotFetched("not fetched")) for index in range(4)]
+    batch = BatchResult(outcomes=(*done, *gone, *left), unique_queries=10, interrupted=True)
+    assert summary_line(batch) == (
+        "Interrupted: 5 of 10 fetched, 4 missing (kept what finished) · 1 failed: unknown_user ×1"
+    )
+    assert interrupted_message(batch, "res") == (
+        "4 of 10 users not fetched; the 5 fetched are in res (its failures list the missing ones and the 1 that failed)"
+    )
+
+
 def test_load_ext_imports_no_store_code() -> None:
     """%load_ext imports neither the store module nor platformdirs (IPython itself imports sqlite3 for history)."""
     script = textwrap.dedent(
