@@ -177,10 +177,7 @@ class StoreInfo:
         now = time.time() if now is None else now
         lines = [f"Local profile store: {self.path}"]
         if self.disabled:
-            lines.append(
-                f"  not usable, so off: {self.disabled}. Move it with AMPLITUDE_PROFILE_STORE (or %config "
-                "ProfileClient.store) to a local directory you can write."
-            )
+            lines.append(f"  not usable, so off: {self.disabled}. {_advice(self.disabled)}".rstrip())
             return "\n".join(lines)
         answers = f"{self.entries:,} answer{'' if self.entries == 1 else 's'}"
         projects = f"{self.projects} project{'' if self.projects == 1 else 's'}"
@@ -345,9 +342,10 @@ class ProfileStore:
         if self._warn:
             log.warning(
                 "The local profile store %s is not usable (%s); continuing without it: nothing is resumed or cached. "
-                "Clear it with `amp-profile-magic store clear`, or move it with AMPLITUDE_PROFILE_STORE.",
+                "%s",
                 self.path,
                 reason,
+                _advice(reason),
             )
 
     @contextlib.contextmanager
@@ -616,6 +614,21 @@ def _files_size(path: Path) -> int:
         with contextlib.suppress(OSError):
             total += (path.parent / f"{path.name}{suffix}").stat().st_size
     return total
+
+
+def _advice(reason: str) -> str:
+    """What to do about a store that went off, by why it did."""
+    if "locked" in reason:
+        # Clearing would reopen it, but by deleting every answer: waiting for the other process is the usual fix.
+        return (
+            "Another process held it locked; it stays off in this kernel until the kernel restarts. Move it with "
+            "AMPLITUDE_PROFILE_STORE to keep kernels apart."
+        )
+    if reason.startswith("damaged"):
+        return "Clear it with `amp-profile-magic store clear` (or %ampprofile_store clear)."
+    if "AMPLITUDE_PROFILE_STORE" in reason:  # the reason says where to move it already
+        return ""
+    return "Move it with AMPLITUDE_PROFILE_STORE (or %config ProfileClient.store) to a local directory you can write."
 
 
 def _describe(error: BaseException) -> str:

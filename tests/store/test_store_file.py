@@ -143,7 +143,10 @@ def test_cli_store_info_and_clear(store_dir: Path) -> None:
     cleared = subprocess.run([*command, "clear", "--older-than", "1h"], check=False, **options)
     assert cleared.returncode == 0, cleared.stderr
     assert "Deleted 1 stored answer " in cleared.stdout
-    bad = subprocess.run([*command, "clear", "--older-than", "soon"], check=False, **options)
-    assert bad.returncode == 1
-    assert "not an age" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    for age in ("soon", "inf"):
+        bad = subprocess.run([*command, "clear", "--older-than", age], check=False, **options)
+        assert bad.returncode == 1
+        assert "not an age" in bad.stderr
+        assert "Traceback" not in bad.stderr
+    off = subprocess.run([*command, "--path", "off"], check=True, **options)
+    assert off.stdout.strip() == "The local profile store is off (--path=off)."
