@@ -230,7 +230,9 @@ def fetch(
         cache=invocation.cache,  # type: ignore[arg-type]  # the grammar only makes the three policies
         stop=stop,
     )
-    _raise_if_wholly_failed(batch, single=len(identities) == 1)
+    # A batch (--users, a cell body, the form's ids) keeps batch rules with one id: a filter that left one user
+    # must not turn a per-user failure into a failed cell with nothing bound.
+    _raise_if_wholly_failed(batch, single=invocation.identity is not None)
     with paused():
         result = build_result(invocation.sections, batch, max_rows=host.display_max_rows)
     return Fetched(result, batch, result_summary(result))

@@ -125,6 +125,18 @@ def test_all_unknown_users_still_returns_an_accounted_empty_result(run: Any) -> 
     assert "0 profiles · 2 failed: unknown_user ×2" in done.texts()
 
 
+@pytest.mark.parametrize("cell", ["%%ampprofile cohorts -o out\nnobody", "%ampprofile --users ids cohorts -o out"])
+def test_a_batch_of_one_failing_id_is_still_a_batch(shell: Any, run: Any, cell: str) -> None:
+    """One id in a body or a variable keeps batch rules: the failure is listed and the name is bound."""
+    shell.user_ns["ids"] = ["nobody"]
+    done = run(cell)
+    assert done.result.success, done.everything
+    assert "0 profiles · 1 failed: unknown_user ×1" in done.texts()
+    assert [failure["user_id"] for failure in shell.user_ns["out"].attrs["failures"]] == ["nobody"]
+    single = run("%ampprofile user=nobody cohorts")  # a single lookup fails the cell, as before
+    assert not single.result.success
+
+
 @pytest.mark.parametrize(
     ("cell", "named"),
     [
