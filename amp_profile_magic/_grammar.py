@@ -16,7 +16,16 @@ from typing import Any, NamedTuple
 
 from amp_profile_magic._exceptions import InvalidQuery
 from amp_profile_magic._query import ProfileQuery
-from amp_profile_magic._words import Evaluate, GrammarError, Word, expand, id_text, quote, split_words
+from amp_profile_magic._words import (
+    Evaluate,
+    GrammarError,
+    Word,
+    exact_float_limit,
+    expand,
+    id_text,
+    quote,
+    split_words,
+)
 from amp_profile_magic.sections import Section, SectionUsageError, available_sections
 from amp_profile_magic.sections._base import all_clean_ids
 
@@ -308,9 +317,9 @@ def parse_body(body: str) -> list[Identity]:
     return identities
 
 
-def _as_id(name: str, index: int, value: object) -> str:
+def _as_id(name: str, index: int, value: object, float_limit: int | None = None) -> str:
     try:
-        text = id_text(value)
+        text = id_text(value, float_limit=float_limit)
     except ValueError as error:
         raise GrammarError(f"{name}: the id at position {index} {error}") from None
     if not text.strip():
@@ -322,7 +331,8 @@ def parse_ids(name: str, values: object) -> list[str]:
     """Turn a namespace value (list, tuple, Series, Index, array, set, …) into ids, refusing anything ambiguous.
 
     Each id is sent exactly as it is held: str as is, integers (also numpy's and pandas' nullable ``Int64``) as
-    digits, and whole floats below 2**53 as their integer. A missing value is refused naming its position.
+    digits, and whole floats below 2**53 (2**24 for float32) as their integer. A missing value is refused naming
+    its position.
     """
     if isinstance(values, str | bytes):
         raise GrammarError(f"{name} is a string; --users/--devices want a list of ids, e.g. ['a', 'b']")
@@ -333,9 +343,11 @@ def parse_ids(name: str, values: object) -> list[str]:
     if not isinstance(values, Iterable):
         raise GrammarError(f"{name} is a {type(values).__name__}, not a list of ids")
     ids = list(values)
+    # A Series or Index of float32 yields Python floats already rounded: its dtype says where exactness ended.
+    float_limit = exact_float_limit(getattr(values, "dtype", None))
     if not all_clean_ids(ids):
         # Any other list (a non-string, blank or unencodable id) is read one by one, to name the first bad one.
-        ids = [_as_id(name, index, value) for index, value in enumerate(ids)]
+        ids = [_as_id(name, index, value, float_limit) for index, value in enumerate(ids)]
     if not ids:
         raise GrammarError(f"{name} is empty: nothing to look up")
     return ids

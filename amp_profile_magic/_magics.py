@@ -119,8 +119,8 @@ class AmpProfileMagics(Magics):
                                  a user id; a word starting with # starts a comment.
 
         --users/--devices ids: str as is; integers (numpy's and nullable Int64 too) as digits; whole floats below
-        2**53 as the integer. Missing values (None/NaN/NA), blank strings and larger floats are refused naming the
-        position.
+        2**53 (2**24 for float32) as the integer. Missing values (None/NaN/NA), blank strings and larger floats are
+        refused naming the position.
 
         Errors show as a short panel and end the cell in error (``%config AmpProfileMagics.raise_errors = False``
         only shows them).

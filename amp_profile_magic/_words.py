@@ -303,9 +303,21 @@ def _is_missing(value: object) -> bool:
     return pandas is not None and (value is pandas.NA or value is pandas.NaT)
 
 
-def id_text(value: object) -> str:
+def exact_float_limit(dtype: object) -> int:
+    """Where a float type stops holding every integer: 2**53 for float64 (and Python's float), 2**24 for float32,
+    2**11 for float16; never above 2**53, since ids go through Python's float."""
+    dtype = getattr(dtype, "numpy_dtype", dtype)  # pandas' nullable Float32 and friends
+    numpy = sys.modules.get("numpy")
+    if numpy is None or getattr(dtype, "kind", None) != "f":
+        return EXACT_FLOAT_LIMIT
+    return int(min(EXACT_FLOAT_LIMIT, 2 ** (numpy.finfo(dtype).nmant + 1)))
+
+
+def id_text(value: object, *, float_limit: int | None = None) -> str:
     """The exact text of one id value (str, int, or a float holding an exact whole number).
 
+    ``float_limit``: where the float type the value came from stops holding every integer, when the value no
+    longer says (a float32 column read out as Python floats); else the value's own type decides.
     Raises :class:`ValueError` with the reason (to follow the value's name) when the value is no single id.
     """
     if _is_missing(value):
@@ -320,10 +332,12 @@ def id_text(value: object) -> str:
         number = float(value)
         if not number.is_integer():
             raise ValueError(f"= {value!r} is not a whole number, so not an id")
-        if abs(number) >= EXACT_FLOAT_LIMIT:
+        limit = min(float_limit or EXACT_FLOAT_LIMIT, exact_float_limit(getattr(value, "dtype", None)))
+        if abs(number) >= limit:
+            # A float32 column rounds 16777217 to 16777216 before it is read: sending it would look up someone else.
             raise ValueError(
-                f"= {value!r} is a float at or above 2**53, which cannot hold an exact integer id; "
-                "keep such ids as int or str"
+                f"= {value!r} is a float at or above 2**{limit.bit_length() - 1}, which cannot hold an exact integer "
+                "id at its precision; keep such ids as int or str"
             )
         # A numeric id column that pandas made float (because of NaNs elsewhere) still means the integer.
         return str(int(number))

@@ -347,14 +347,20 @@ def test_users_accepts_numpy_and_nullable_integers(shell: Any, emulator: Emulato
         ([b"12345"], "position 0 is a bytes"),
         ([True], "position 0 = True is a boolean"),
         ([np.bool_(True)], "is a boolean"),
+        (np.array([7, 16777217], dtype=np.float32), "is a float at or above 2**24"),
+        (pd.Series([20000001.0, 7.0], dtype="float32"), "position 0 = 20000000.0 is a float at or above 2**24"),
+        (pd.Series([7.0, 20000001.0], dtype="Float32"), "is a float at or above 2**24"),
+        (np.array([7, 4097], dtype=np.float16), "is a float at or above 2**11"),
     ],
     ids=[
         *("Int64-NA", "IntegerArray-NA", "string-NA", "float-NaN", "huge-float", "2**53"),
         *("blank", "empty", "bytes", "bool", "numpy-bool"),
+        *("float32-array", "float32-Series", "Float32-Series", "float16-array"),
     ],
 )
 def test_users_refuses_what_it_cannot_send_exactly(shell: Any, emulator: Emulator, value: object, named: str) -> None:
-    """A missing value names its position and is never sent as 'nan'; floats >= 2**53 and blank ids are refused."""
+    """A missing value names its position and is never sent as 'nan'; floats past their exact integers (2**53, or
+    2**24 for float32, which has already rounded 16777217) and blank ids are refused."""
     shell.user_ns["ids"] = value
     assert named in refused(shell, emulator, "--users ids cohorts")
 
@@ -365,6 +371,13 @@ def test_users_ids_are_sent_exactly(shell: Any, emulator: Emulator) -> None:
     shell.user_ns["ids"] = ids
     shell.run_line_magic("ampprofile", "--users ids cohorts")
     assert sorted(user_ids(emulator)) == sorted(ids)
+
+
+def test_float32_just_below_two_to_the_24_is_exact(shell: Any, emulator: Emulator) -> None:
+    """A float32 column below 2**24 holds its integers exactly and is sent as their digits."""
+    shell.user_ns["ids"] = pd.Series([2**24 - 1, 7], dtype="float32")
+    shell.run_line_magic("ampprofile", "--users ids cohorts")
+    assert sorted(user_ids(emulator)) == sorted([str(2**24 - 1), "7"])
 
 
 def test_float_just_below_two_to_the_53_is_exact(shell: Any, emulator: Emulator) -> None:
