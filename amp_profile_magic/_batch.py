@@ -61,8 +61,10 @@ class PacingSummary:
             if self.throttled:
                 throttles = "throttle" if self.throttled == 1 else "throttles"
                 parts.append(f"paced down to {self.paced_down_to:,.0f}/min after {self.throttled} {throttles}")
-            else:  # another participant of the shared budget was throttled, and everyone slowed down
-                parts.append(f"paced down to {self.paced_down_to:,.0f}/min after throttles elsewhere")
+            else:
+                # The shared rate was already down: throttles seen earlier, by this kernel's last cell or by another
+                # participant of the budget. Which one the budget does not record, so the line does not guess.
+                parts.append(f"paced down to {self.paced_down_to:,.0f}/min, still recovering from earlier throttles")
         return parts
 
     def describe(self) -> str:

@@ -275,10 +275,11 @@ def test_pacing_summary_reads_as_the_issue_asks() -> None:
 
 def test_pacing_summary_says_what_happened_each_part_only_when_non_zero() -> None:
     """A fallback reads "budget: kernel fallback at N/min (why)", never "paced down … after 0 throttles"; a rate
-    lowered by others' throttles says so; both parts join like the rest of the summary line."""
+    lowered by earlier throttles (this kernel's or another's) says so; both parts join like the summary line's."""
     fallback = PacingSummary(fallback="redis unreachable", fallback_rate=300.0)
     assert fallback.parts() == ["budget: kernel fallback at 300/min (redis unreachable)"]
-    assert PacingSummary(paced_down_to=420.0).describe() == "paced down to 420/min after throttles elsewhere"
+    recovering = PacingSummary(paced_down_to=420.0).describe()
+    assert recovering == "paced down to 420/min, still recovering from earlier throttles"
     both = PacingSummary(throttled=2, paced_down_to=210.0, fallback="budget file locked", fallback_rate=300.0)
     assert both.describe() == (
         "budget: kernel fallback at 300/min (budget file locked) · paced down to 210/min after 2 throttles"
