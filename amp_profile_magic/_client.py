@@ -108,7 +108,8 @@ def _check_rate_limiter(setting: str) -> None:
         if not parts.hostname:
             raise ValueError(f"{parts.scheme}:// needs a host: {parts.scheme}://HOST:PORT/DB")
         return
-    scheme = f"{parts.scheme}://" if parts.scheme else repr(setting[:20])
+    # Only the scheme is named: the rest of a mistyped URL ('//:pw@host', 'redis//:pw@host') may be a password.
+    scheme = f"{parts.scheme}://" if parts.scheme else "a value without a scheme"
     raise ValueError(f"{scheme} is not kernel, sqlite:///PATH or redis://HOST:PORT/DB")
 
 
@@ -534,11 +535,11 @@ class ProfileClient(Configurable):
 
     @default("endpoint")
     def _default_endpoint(self) -> str:
-        return os.environ.get("AMPLITUDE_PROFILE_URL", DEFAULT_ENDPOINT)
+        return os.getenv("AMPLITUDE_PROFILE_URL", DEFAULT_ENDPOINT)
 
     @default("store")
     def _default_store(self) -> str:
-        return os.environ.get("AMPLITUDE_PROFILE_STORE", "")
+        return os.getenv("AMPLITUDE_PROFILE_STORE", "")
 
     @observe("store", "store_max_bytes")
     def _store_setting_changed(self, change: Mapping[str, Any]) -> None:
@@ -546,11 +547,11 @@ class ProfileClient(Configurable):
 
     @default("cassette")
     def _default_cassette(self) -> str:
-        return os.environ.get("AMPLITUDE_PROFILE_CASSETTE", "")
+        return os.getenv("AMPLITUDE_PROFILE_CASSETTE", "")
 
     @default("cassette_mode")
     def _default_cassette_mode(self) -> str:
-        mode = os.environ.get("AMPLITUDE_PROFILE_CASSETTE_MODE", "").strip().lower() or "off"
+        mode = os.getenv("AMPLITUDE_PROFILE_CASSETTE_MODE", "").strip().lower() or "off"
         if mode not in CASSETTE_MODES:
             # A misspelt "record" must not silently talk to the API without recording.
             raise exc.CassetteError(

@@ -249,7 +249,7 @@ def store_command(action: str, *, older_than: str | None, path: str | None) -> i
     """``amp-profile-magic store [info|clear]``: the same as ``%ampprofile_store``, from a shell."""
     from ._store import StoreUnavailable, clear_store, parse_age, store_directory, store_info
 
-    setting = path if path is not None else os.environ.get("AMPLITUDE_PROFILE_STORE", "")
+    setting = path if path is not None else os.getenv("AMPLITUDE_PROFILE_STORE", "")
     directory = store_directory(setting)
     if directory is None:
         given = "--path" if path is not None else "AMPLITUDE_PROFILE_STORE"

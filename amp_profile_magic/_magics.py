@@ -229,7 +229,7 @@ class AmpProfileMagics(Magics):
             mode, path = words
         elif len(words) == 1:
             path = words[0]
-            mode = os.environ.get("AMPLITUDE_PROFILE_CASSETTE_MODE", "").strip().lower() or "replay"
+            mode = os.getenv("AMPLITUDE_PROFILE_CASSETTE_MODE", "").strip().lower() or "replay"
             if mode not in ("off", "record", "replay"):
                 raise UsageError(
                     f"%ampprofile_cassette: AMPLITUDE_PROFILE_CASSETTE_MODE={mode!r} is not off|record|replay"

@@ -67,7 +67,7 @@ def _variable(scheme: str, url: str) -> str:
     chosen = _address(url)
     for prefix in (scheme, "all"):
         for name in (f"{prefix}_proxy", f"{prefix.upper()}_PROXY"):
-            value = os.environ.get(name, "")
+            value = os.getenv(name, "")
             if value and _address(value) == chosen:
                 return name
     return "the system proxy settings"

@@ -69,7 +69,7 @@ class SecretTrait(TraitType[Secret, Secret | str | None]):
 
     def make_dynamic_default(self) -> Secret:
         # Stripped like an assigned key: a key file or .env line often ends in a newline.
-        return Secret(os.environ.get(self._env, "").strip())
+        return Secret(os.getenv(self._env, "").strip())
 
     def validate(self, obj: Any, value: Any) -> Secret:
         if isinstance(value, Secret):
@@ -104,7 +104,10 @@ def mask_url(url: str, *, mask: str = MASK) -> str:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return url
+        parts, password = None, None
+    if parts is None or (not password and "@" in url and not parts.netloc):
+        # Not a URL urlsplit can take apart (':pw@host', 'redis//:pw@host'): whatever precedes an '@' may be one.
+        return f"{mask}{url[url.rindex('@') :]}" if "@" in url else url
     if not password and "password" not in parts.query.lower():
         return url  # unchanged: urlunsplit would respell "sqlite:///path" as "sqlite:/path"
     netloc = parts.netloc
@@ -177,22 +180,34 @@ class SecretURLTrait(TraitType[SecretURL, SecretURL | str]):
         super().__init__(help=help)
 
     def make_dynamic_default(self) -> SecretURL:
-        return self.validate(None, os.environ.get(self._env, "").strip() or self._default())
+        # Wrapped before validation: a bad $env URL fails with only masked values in the traceback's frames, which
+        # %xmode Verbose prints (the user never typed this password into a cell). os.getenv, not os.environ: a
+        # Verbose traceback through a line naming os.environ prints the whole environment, secret key included.
+        secret = SecretURL(os.getenv(self._env, "").strip() or self._default())
+        return self.validate(None, secret)
 
     def validate(self, obj: Any, value: Any) -> SecretURL:
         if isinstance(value, SecretURL):
-            text = value.reveal()
+            secret = value
         elif isinstance(value, str):
-            text = value.strip()
+            secret = SecretURL(value.strip())
         else:
             raise TraitError(
                 f"The '{self.name}' trait expected a URL string, not a value of type {type(value).__name__}."
             )
+        del value  # from here on only the masked form is a local of this frame
+        problem = self._problem(secret)
+        if problem is not None:
+            raise TraitError(f"{self.name}: {problem}")
+        return secret
+
+    def _problem(self, secret: SecretURL) -> str | None:
+        """What ``check`` says is wrong with the URL, or None; its traceback (frames holding the URL) goes with it."""
         try:
-            self._check(text)
+            self._check(secret.reveal())
         except ValueError as error:
-            raise TraitError(f"{self.name}: {error}") from None
-        return value if isinstance(value, SecretURL) else SecretURL(text)
+            return str(error)
+        return None
 
     def default_value_repr(self) -> str:
         return f"${self._env} or the default"
