@@ -26,7 +26,7 @@ from . import _exceptions as exc
 from ._batch import BatchResult, Outcome, PacingMeter, describe_retries
 from ._gcpause import paused, resumed
 from ._models import Profile
-from ._pacing import Cancelled, Pacer, sleep
+from ._pacing import MIN_REQUESTS_PER_MINUTE, Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
 from ._query import ProfileQuery, profile_from_responses, profiles_from_bodies, profiles_from_responses
 from ._secret import Secret, SecretTrait, SecretURLTrait, redact
@@ -520,6 +520,11 @@ class ProfileClient(Configurable):
             unit = "requests a minute" if name == "requests_per_minute" else "seconds"
             raise TraitError(
                 f"ProfileClient.{name} must be a positive, finite number of {unit}, not {proposal['value']!r}."
+            )
+        if name == "requests_per_minute" and value < MIN_REQUESTS_PER_MINUTE:
+            raise TraitError(
+                f"ProfileClient.requests_per_minute must be at least {MIN_REQUESTS_PER_MINUTE} (one request per 100 "
+                f"minutes), not {proposal['value']!r}."
             )
         return value
 

@@ -6,7 +6,7 @@ import math
 import threading
 import time
 
-__all__ = ["Cancelled", "Pacer", "kernel_pacer"]
+__all__ = ["MIN_REQUESTS_PER_MINUTE", "Cancelled", "Pacer", "kernel_pacer"]
 
 
 class Cancelled(Exception):
@@ -46,7 +46,11 @@ class Pacer:
         while True:
             delay = when - time.monotonic()
             if delay > 0:
-                sleep(delay, cancel)
+                try:
+                    sleep(delay, cancel)
+                except BaseException:
+                    self._give_back()
+                    raise
             with self._lock:
                 # A slot is only a first estimate: a thread that wakes late (a stalled process, a busy machine)
                 # would send right behind the next slot's holder, and a hold() may have come after the slot was
@@ -57,6 +61,13 @@ class Pacer:
                     self._last_send = now
                     self._next_slot = max(self._next_slot, now + interval)
                     return
+
+    def _give_back(self) -> None:
+        # A stopped batch's waiters must not leave their slots reserved: after a mistyped slow rate, the next batch
+        # would wait them all out. Spacing never rested on the reservations: each send also waits its own full
+        # interval after the previous actual send, and the hold (see acquire), so the next free slot can be now.
+        with self._lock:
+            self._next_slot = min(self._next_slot, max(time.monotonic(), self._held_until))
 
     def hold(self, seconds: float) -> None:
         """Push every later send at least ``seconds`` into the future (the API asked us to back off)."""
@@ -79,10 +90,18 @@ class Pacer:
             self._held_until = 0.0
 
 
+#: The slowest rate a pacer takes (one request per 100 minutes): a rate of 1e-300 made the next slot a time no
+#: clock can sleep until, and left it reserved for every later caller of the process.
+MIN_REQUESTS_PER_MINUTE = 0.01
+
+
 def _interval(requests_per_minute: float) -> float:
     # NaN compares false with everything, so a NaN rate made acquire() spin forever without sleeping.
-    if not math.isfinite(requests_per_minute) or requests_per_minute <= 0:
-        raise ValueError(f"requests_per_minute must be a positive, finite number, not {requests_per_minute!r}")
+    if not math.isfinite(requests_per_minute) or requests_per_minute < MIN_REQUESTS_PER_MINUTE:
+        raise ValueError(
+            f"requests_per_minute must be a finite number of at least {MIN_REQUESTS_PER_MINUTE}, "
+            f"not {requests_per_minute!r}"
+        )
     return 60.0 / requests_per_minute
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from traitlets import TraitError
 
 from amp_profile_magic import (
     EndpointNotFound,
@@ -391,6 +392,46 @@ def test_pacer_hold_delays_sends_already_scheduled() -> None:
     worker.join(timeout=5)
     assert released
     assert released[0] - held_at >= 1.5 - 1e-3
+
+
+def test_a_stopped_slow_batch_leaves_no_reservation_behind() -> None:
+    """Waiters cancelled at a mistyped slow rate give their slots back: the next caller, at a sane rate, goes at
+    once (spacing after the last real send still holds)."""
+    pacer = Pacer()
+    pacer.acquire(6)  # sent; the next slot is 10 s away
+    cancel = threading.Event()
+    cancelled: list[bool] = []
+
+    def wait() -> None:
+        try:
+            pacer.acquire(6, cancel)
+        except Cancelled:
+            cancelled.append(True)
+
+    waiters = [threading.Thread(target=wait) for _ in range(4)]
+    for waiter in waiters:
+        waiter.start()  # each reserves a slot 10 s further on: 40 s of reservations
+    time.sleep(0.05)
+    cancel.set()
+    for waiter in waiters:
+        waiter.join(timeout=5)
+    assert cancelled == [True] * 4
+    started = time.monotonic()
+    pacer.acquire(600)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_rate_too_slow_for_any_clock_is_refused_and_leaves_the_pacer_usable() -> None:
+    """requests_per_minute=1e-300 is a ValueError before anything is reserved; the client refuses the setting."""
+    pacer = Pacer()
+    with pytest.raises(ValueError, match=r"at least 0\.01"):
+        pacer.acquire(1e-300)
+    started = time.monotonic()
+    pacer.acquire(600)
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(TraitError, match=r"at least 0\.01"):
+        ProfileClient(requests_per_minute=1e-300)
+    assert ProfileClient(requests_per_minute=0.01).requests_per_minute == 0.01
 
 
 def test_pacer_wait_is_cancellable_and_reset_forgets_reservations() -> None:
