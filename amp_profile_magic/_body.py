@@ -105,4 +105,8 @@ def settled(response: httpx.Response, body: bytes) -> httpx.Response:
     import httpx
 
     headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in _FRAMING_HEADERS]
-    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+    copy = httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+    # JSON is UTF-8 (RFC 8259) whatever charset the Content-Type names: a server's (or an edited cassette's)
+    # "charset=utf-16" on a UTF-8 body made .text raise a raw UnicodeError after the body had parsed.
+    copy.encoding = "utf-8"
+    return copy

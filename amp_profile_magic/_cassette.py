@@ -182,6 +182,8 @@ def _load(path: Path) -> dict[Key, list[dict[str, Any]]]:
         document = json.loads(text)
     except ValueError as error:
         raise CassetteError(f"The {where} is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise CassetteError(f"The {where} nests its JSON too deeply to read.") from None
     if not isinstance(document, dict) or document.get("amp_profile_magic_cassette") != FORMAT_VERSION:
         raise CassetteError(f"The {where} is not an amp_profile_magic cassette of format {FORMAT_VERSION}.")
     interactions = document.get("interactions")
@@ -321,8 +323,8 @@ class CassetteTransport(httpx.BaseTransport):
         answers = self._answers.get(key)
         if not answers:
             raise CassetteError(
-                f"{describe_key(key)} is not in the cassette {self.path}; record it again with "
-                "AMPLITUDE_PROFILE_CASSETTE_MODE=record (and the secret key set) to add it."
+                f"{describe_key(key)} is not in the cassette {self.path}; record the notebook again, every cell, with "
+                "AMPLITUDE_PROFILE_CASSETTE_MODE=record (and the secret key set): a new recording replaces the file."
             )
         with self._lock:
             served = self._served.get(key, 0)

@@ -79,6 +79,7 @@ def test_a_broken_entry_names_the_file_and_the_entry(
         ("[1, 2]", "is not an amp_profile_magic cassette"),
         ('{"amp_profile_magic_cassette": 1, "interactions": {}}', "has no list of interactions"),
         ('{"amp_profile_magic_cassette": 1,\n "interactions": [\n  {"request": }]}', "line 3 column"),
+        ('{"amp_profile_magic_cassette": 1, "interactions": ' + "[" * 200_000 + "]" * 200_000 + "}", "too deeply"),
     ],
 )
 def test_a_broken_document_says_where(cassette: Path, closed_url: str, text: str, expected: str) -> None:
@@ -95,3 +96,14 @@ def test_a_cassette_that_is_not_utf8_is_a_cassette_error(cassette: Path, closed_
     replayer = ProfileClient(endpoint=closed_url, cassette=str(cassette), cassette_mode="replay", **FAST)
     with pytest.raises(CassetteError, match="is not UTF-8 text"):
         replayer.lookup(user_id="12345")
+
+
+def test_a_body_labelled_with_another_charset_replays_as_the_utf8_text_it_is(cassette: Path, closed_url: str) -> None:
+    """Bodies are kept as UTF-8 text: an entry whose Content-Type says utf-16 replays, not a raw UnicodeError."""
+    entry = with_response(
+        headers={"content-type": "application/json; charset=utf-16"},
+        body='{"userData": {"user_id": "12345", "amp_props": {"city": "Zürich"}}}',
+    )
+    cassette.write_text(json.dumps({"amp_profile_magic_cassette": 1, "interactions": [entry]}), encoding="utf-8")
+    replayer = ProfileClient(endpoint=closed_url, cassette=str(cassette), cassette_mode="replay", **FAST)
+    assert replayer.lookup(user_id="12345").user_id == "12345"

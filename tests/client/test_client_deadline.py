@@ -6,9 +6,11 @@ sending, or send broken gzip. No thread is started to enforce a deadline, so non
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -223,3 +225,21 @@ def test_a_huge_error_body_is_kept_only_in_part(serve: Callable[[Handler], Scrip
         assert len(error.api_message) < MAX_API_MESSAGE + 50
         assert error.api_message.endswith("more characters)")
         assert error.__traceback__ is None  # a batch's failures keep no frames (and so no response bodies)
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "no-such-charset", "latin-1"])
+def test_a_utf8_body_labelled_with_another_charset_is_read_as_utf8(
+    serve: Callable[[Handler], ScriptedServer], charset: str, tmp_path: Any
+) -> None:
+    """JSON is UTF-8 whatever the Content-Type's charset says: a wrong label is neither a raw UnicodeError nor
+    mojibake, fetched or read back from the local store."""
+    body = json.dumps({"userData": {"user_id": "12345", "amp_props": {"city": "Zürich"}}}, ensure_ascii=False)
+
+    def handler(server: ScriptedServer, conn: Any, head: Any) -> None:
+        answer(conn, 200, body.encode("utf-8"), {"Content-Type": f"application/json; charset={charset}"})
+
+    server = serve(handler)
+    client = client_for(server, store=str(tmp_path))
+    assert client.lookup(user_id="12345", props=True).properties == {"city": "Zürich"}
+    assert client.lookup(user_id="12345", props=True).properties == {"city": "Zürich"}  # from the store
+    assert len(server.heads) == 1
