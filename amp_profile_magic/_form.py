@@ -347,9 +347,16 @@ class ProfileForm:
         # Button.click() and a frontend's double click both reach here: only one lookup at a time.
         with self._lock:
             invocation, identities = self._invocation, self._identities
-            if self._busy or invocation is None:
-                return
-            self._busy = True
+            busy = self._busy
+            if not busy and invocation is not None:
+                self._busy = True
+        if busy:
+            return
+        if invocation is None:
+            # The variable changed since it was listed (a thread, a widget callback): what the line view says goes
+            # in the output too, where the last result would otherwise stay as if this Fetch had given it.
+            self.output.outputs = (_text(f"✖ {self._error or 'nothing to fetch'}"),)
+            return
         self.fetch_button.disabled = True
         self.fetch_button.description = BUSY_LABEL
         self.fetch_button.icon = BUSY_ICON

@@ -177,6 +177,10 @@ def _unknown(word: Word, key: str, previous: tuple[str, str] | None, known: Iter
     return GrammarError(f"unknown keyword {key!r}{hint}")
 
 
+#: Names IPython runs every magic line through: a result bound to one of them would break all later cells.
+_KERNEL_NAMES = frozenset({"get_ipython", "In", "Out", "exit", "quit"})
+
+
 def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool, evaluate: Evaluate | None) -> _Tokens:
     found = _Tokens()
     seen: set[str] = set()
@@ -244,6 +248,9 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
     out = found.options.get("--out")
     if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
         raise GrammarError(f"-o {out!r}: not a valid Python variable name")
+    if out is not None and (out in _KERNEL_NAMES or (out.startswith("__") and out.endswith("__"))):
+        # Bound over, these break the kernel itself: every later magic (get_ipython) or every builtin (__builtins__).
+        raise GrammarError(f"-o {out!r}: the kernel needs that name; choose another")
     users_expr, devices_expr = found.options.get("--users"), found.options.get("--devices")
     if cell and (users_expr or devices_expr):
         raise GrammarError("--users/--devices take ids from a variable; in %%ampprofile put ids in the cell body")

@@ -117,6 +117,24 @@ def test_the_variable_is_read_when_fetch_is_pressed(shell: Any, emulator: Emulat
     assert sorted(asked(emulator)) == ["12345", "user-00004"]
 
 
+def test_a_variable_gone_bad_before_fetch_replaces_the_last_result_with_the_error(
+    shell: Any, emulator: Emulator, form: Any
+) -> None:
+    """Rebound to a number with no cell run, the variable's complaint is what the output shows, not the old table."""
+    shell.run_cell("ids = ['12345', 'user-00001']")
+    pick(form, "ids", cohorts=True)
+    click_and_wait(form)
+    assert output_data(form)[0]["text/plain"] == "2 profiles"
+    shell.user_ns["ids"] = 7  # a thread or a widget callback, say: no cell ran
+    emulator.reset()
+    click_and_wait(form)
+    assert asked(emulator) == []
+    shown = output_data(form)
+    assert len(shown) == 1
+    assert shown[0]["text/plain"].startswith("✖ ")
+    assert "ids" in shown[0]["text/plain"]
+
+
 def test_the_list_follows_the_namespace_after_each_cell(shell: Any, form: Any) -> None:
     """A cell defining ids adds them to the list; the choice stays while it exists and goes when it is deleted."""
     fill(form, cohorts=True)
