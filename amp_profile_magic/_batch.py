@@ -150,19 +150,14 @@ class BatchResult(Sequence[Outcome]):
 
     @property
     def from_store(self) -> list[Outcome]:
-        """The unique successful lookups the local store answered (nothing was sent for them)."""
-        return [outcome for outcome in self._unique() if outcome.error is None and outcome.stored_at is not None]
+        """The successful outcomes the local store answered (nothing was sent for them), per input like
+        :attr:`profiles`: an id given twice is counted twice."""
+        return [outcome for outcome in self.outcomes if outcome.error is None and outcome.stored_at is not None]
 
     @property
     def fetched(self) -> list[Outcome]:
-        """The unique successful lookups answered by the API in this batch."""
-        return [outcome for outcome in self._unique() if outcome.error is None and outcome.stored_at is None]
-
-    def _unique(self) -> Sequence[Outcome]:
-        if self.unique_queries == len(self.outcomes):
-            return self.outcomes  # no duplicates
-        # Duplicates share one outcome object: telling them apart by identity hashes no query.
-        return list({id(outcome): outcome for outcome in self.outcomes}.values())
+        """The successful outcomes the API answered in this batch, per input like :attr:`profiles`."""
+        return [outcome for outcome in self.outcomes if outcome.error is None and outcome.stored_at is None]
 
     @property
     def missing(self) -> int:

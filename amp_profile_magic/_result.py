@@ -85,7 +85,7 @@ def _sources(batch: BatchResult, now: float) -> str:
     """
     from amp_profile_magic._store import format_age
 
-    stored = [outcome for outcome in batch if outcome.error is None and outcome.stored_at is not None]
+    stored = batch.from_store
     if not stored:
         return ""
     times = [outcome.stored_at for outcome in stored if outcome.stored_at is not None]
@@ -96,7 +96,7 @@ def _sources(batch: BatchResult, now: float) -> str:
         age = f"{low.split()[0]}–{high} old"
     else:
         age = f"{low}–{high} old"
-    fetched = len(batch) - len(batch.failures) - len(stored)
+    fetched = len(batch.fetched)
     return f" ({len(stored):,} from the local store, {age}" + (f"; {fetched:,} fetched)" if fetched else ")")
 
 
