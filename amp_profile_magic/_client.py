@@ -239,9 +239,7 @@ def _from_store(
         found = stored[position : position + count]
         payloads = values[position : position + count]
         position += count
-        # A user the API called unknown is answered by that alone: after it the query's other requests (comps
-        # after props) were never sent, so they are missing, and waiting for them would send the refused one again.
-        refused = next((answer for answer in found if answer is not None and answer.kind == "unknown_user"), None)
+        refused = _refusal(found)
         if refused is not None:
             outcomes[index] = Outcome(queries[index], error=_unknown_user(refused.status), stored_at=refused.fetched_at)
             continue
@@ -255,6 +253,15 @@ def _from_store(
         if profile is not None:
             outcomes[index] = _new_outcome(Outcome, (queries[index], profile, None, when))
     return outcomes
+
+
+def _refusal(found: Sequence[StoredAnswer | None]) -> StoredAnswer | None:
+    """The stored "unknown user" among one query's answers, which answers the whole query, or None.
+
+    After it the query's other requests (comps after props) were never sent, so they are missing: waiting for them
+    would send the refused one again.
+    """
+    return next((answer for answer in found if answer is not None and answer.kind == "unknown_user"), None)
 
 
 _user_of, _device_of, _plan_of = attrgetter("user_id"), attrgetter("device_id"), attrgetter("_plan")
@@ -710,7 +717,7 @@ class ProfileClient(Configurable):
         missing = 0
         for query, query_keys in zip(unique, keys, strict=True):
             found = [answers.get(key) for key in query_keys]
-            if any(answer is not None and answer.kind == "unknown_user" for answer in found):
+            if _refusal(found) is not None:
                 continue  # answered: the API called this user unknown, and nothing more is sent for it
             unanswered = [params for params, answer in zip(query.requests, found, strict=True) if answer is None]
             wanted += unanswered
