@@ -16,10 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import chain, repeat
 from operator import attrgetter, is_
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast
 from urllib.parse import urlencode, urlsplit
 
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, observe, validate
+from traitlets import Bool, Enum, TraitError, Unicode, default, observe, validate
 from traitlets.config import Configurable
 
 from . import _exceptions as exc
@@ -30,6 +30,7 @@ from ._pacing import MIN_REQUESTS_PER_MINUTE, Cancelled, Pacer, sleep
 from ._proxy import Proxy, is_loopback
 from ._query import ProfileQuery, profile_from_responses, profiles_from_bodies, profiles_from_responses
 from ._secret import Secret, SecretTrait, SecretURLTrait, redact
+from ._traits import Float, Int
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -932,6 +933,14 @@ class ProfileClient(Configurable):
             raise exc.InsecureEndpoint(f"Refusing to send the secret key over plain HTTP to {parts.hostname}.")
         if not self.api_key and self.cassette_mode != "replay":
             raise exc.MissingKey("No secret key is configured.")
+        if self._pacer is None:
+            # A value from %config was checked when set; one from the environment is checked here, on use.
+            problem = _RATE_LIMITER.problem(self.rate_limiter)
+            if problem is not None:
+                raise exc.ConfigurationError(
+                    f"ProfileClient.rate_limiter (from $AMPLITUDE_PROFILE_RATE_LIMITER) is not usable: {problem}. "
+                    "Fix the variable, or set %config ProfileClient.rate_limiter = 'kernel'."
+                )
         # No local variable for the key here: tracebacks shown with locals (%xmode Verbose) would print it.
         if not _header_safe(self.api_key.reveal()):
             # httpx would fail mid-send with the whole header (key included) in its message, or a raw UnicodeError.
@@ -1184,6 +1193,10 @@ class ProfileClient(Configurable):
         if isinstance(error, httpx.TransportError):
             return exc.ConnectionFailed(f"Could not reach {self.endpoint}: {detail or 'connection dropped'}.")
         return exc.UnexpectedResponse(f"The request to {self.endpoint} failed: {detail}.")
+
+
+#: The trait itself (a class attribute read through the class is the descriptor), for checking a default on use.
+_RATE_LIMITER = cast(SecretURLTrait, ProfileClient.__dict__["rate_limiter"])
 
 
 def _bare(error: exc.ProfileError) -> exc.ProfileError:

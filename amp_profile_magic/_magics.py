@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, needs_local_scope, no_var_expand
-from traitlets import Bool, Instance, Int
+from traitlets import Bool, Instance
 
 from amp_profile_magic import _invoke
 from amp_profile_magic._client import ProfileClient
 from amp_profile_magic._gcpause import paused
 from amp_profile_magic._grammar import parse_body, zip_identities
 from amp_profile_magic._secret import Secret
+from amp_profile_magic._traits import Int
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

@@ -164,6 +164,12 @@ class SecretURL:
         raise TypeError("SecretURL values cannot be pickled")
 
 
+class _UncheckedURL(SecretURL):
+    """A trait's default taken from the environment, which its owner checks (:meth:`SecretURLTrait.problem`) on use."""
+
+    __slots__ = ()
+
+
 class SecretURLTrait(TraitType[SecretURL, SecretURL | str]):
     """A trait holding a :class:`SecretURL`: ``%config`` listings print it with the password masked.
 
@@ -180,13 +186,14 @@ class SecretURLTrait(TraitType[SecretURL, SecretURL | str]):
         super().__init__(help=help)
 
     def make_dynamic_default(self) -> SecretURL:
-        # Wrapped before validation: a bad $env URL fails with only masked values in the traceback's frames, which
-        # %xmode Verbose prints (the user never typed this password into a cell). os.getenv, not os.environ: a
-        # Verbose traceback through a line naming os.environ prints the whole environment, secret key included.
-        secret = SecretURL(os.getenv(self._env, "").strip() or self._default())
-        return self.validate(None, secret)
+        # Not validated here: reading the setting (a %config listing, the form) must not fail on a mistyped
+        # $env, so its owner checks it with problem() before use and reports it as its own error. os.getenv, not
+        # os.environ: a Verbose traceback through a line naming os.environ prints the whole environment.
+        return _UncheckedURL(os.getenv(self._env, "").strip() or self._default())
 
     def validate(self, obj: Any, value: Any) -> SecretURL:
+        if type(value) is _UncheckedURL:
+            return value  # the default, from the environment: checked on use (see make_dynamic_default)
         if isinstance(value, SecretURL):
             secret = value
         elif isinstance(value, str):
@@ -196,12 +203,12 @@ class SecretURLTrait(TraitType[SecretURL, SecretURL | str]):
                 f"The '{self.name}' trait expected a URL string, not a value of type {type(value).__name__}."
             )
         del value  # from here on only the masked form is a local of this frame
-        problem = self._problem(secret)
+        problem = self.problem(secret)
         if problem is not None:
             raise TraitError(f"{self.name}: {problem}")
         return secret
 
-    def _problem(self, secret: SecretURL) -> str | None:
+    def problem(self, secret: SecretURL) -> str | None:
         """What ``check`` says is wrong with the URL, or None; its traceback (frames holding the URL) goes with it."""
         try:
             self._check(secret.reveal())

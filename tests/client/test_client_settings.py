@@ -74,6 +74,22 @@ def test_max_age_refuses_nan_infinity_and_negatives(value: float) -> None:
     assert client.max_age == 0.0
 
 
+@pytest.mark.parametrize(
+    "name", ["store_max_bytes", "max_concurrency", "max_retries", "timeout", "max_age", "requests_per_minute"]
+)
+@pytest.mark.parametrize("value", [True, False])
+def test_numeric_settings_refuse_booleans(name: str, value: bool) -> None:
+    """A boolean for a number (``store_max_bytes = True`` was a 1-byte cap) is refused in one line naming the
+    setting, and the setting keeps its value."""
+    client = ProfileClient()
+    before = getattr(client, name)
+    with pytest.raises(TraitError) as caught:
+        setattr(client, name, value)
+    assert f"The '{name}' trait of a ProfileClient instance expected a" in str(caught.value)
+    assert f"not the bool {value}" in str(caught.value)
+    assert getattr(client, name) == before
+
+
 def test_valid_settings_still_accepted() -> None:
     """Small positive values and integers pass unchanged (as floats)."""
     client = ProfileClient(requests_per_minute=1, timeout=0.01, backoff_initial=1e-6, max_retry_after=5)

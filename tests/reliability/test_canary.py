@@ -376,20 +376,25 @@ def test_no_canary_in_verbose_tracebacks_tb_or_debug_logs(shell: Any, scan: Scan
 def test_no_canary_from_a_bad_rate_limiter_url_in_the_environment(
     shell: Any, scan: Scan, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
-    """A mistyped $AMPLITUDE_PROFILE_RATE_LIMITER whose password is the canary fails with a message naming the
-    setting, and neither its password nor the key from the environment shows under %xmode Verbose."""
+    """A mistyped $AMPLITUDE_PROFILE_RATE_LIMITER whose password is the canary reads masked, fails a lookup with a
+    message naming the setting, and neither its password nor the key from the environment shows under %xmode
+    Verbose."""
     monkeypatch.setenv("AMPLITUDE_PROFILE_RATE_LIMITER", url.format(canary=CANARY_KEY))
     monkeypatch.setenv("AMPLITUDE_SECRET_KEY", CANARY_KEY)
     shell.user_ns["fresh"] = ProfileClient()
     try:
         scan.cell(shell, "%xmode Verbose")
-        failed = scan.cell(shell, "fresh.rate_limiter")
+        read = scan.cell(shell, "fresh.rate_limiter")
+        failed = scan.cell(shell, "fresh.lookup(user_id='12345')")
         scan.cell(shell, "fresh")
     finally:
         scan.cell(shell, "%xmode Context")
         shell.user_ns.pop("fresh").close()
-    assert type(failed.error_in_exec).__name__ == "TraitError"
-    assert "rate_limiter:" in str(failed.error_in_exec)
+    assert read.error_in_exec is None
+    assert type(failed.error_in_exec).__name__ == "ConfigurationError"
+    assert "ProfileClient.rate_limiter (from $AMPLITUDE_PROFILE_RATE_LIMITER) is not usable" in str(
+        failed.error_in_exec
+    )
     scan.assert_clean()
 
 
