@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ._window import MAX_AHEAD, BackendDown, HoldState, interval_ms
+
+log = logging.getLogger("amp_profile_magic")
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -71,6 +74,7 @@ class SqliteWindow:
         self._path = path
         self._lock = threading.Lock()  # one connection per process; its threads take turns
         self._connection: sqlite3.Connection | None = None
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file the connection has open
         self._file_lock: FileLock | None = None
         self._buckets: dict[tuple[str, int], SQLiteBucket] = {}
         self._tables: set[str] = set()
@@ -200,7 +204,12 @@ class SqliteWindow:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None:
-            return self._connection
+            if self._file_id == _file_id(self._path):
+                return self._connection
+            # The file was deleted or replaced (a cache cleaner, `rm -rf ~/.cache`): this connection still has the
+            # old one open, where no other kernel counts any more. Join the file the others now open.
+            log.warning("The rate budget file %s was deleted or replaced; counting in the new one.", self._path)
+            self._drop_connection()
         fstype = filesystem_type(self._path.parent)
         if fstype in NETWORK_FILESYSTEMS:
             raise BackendDown(
@@ -233,6 +242,7 @@ class SqliteWindow:
             connection.close()
             raise
         self._connection = connection
+        self._file_id = _file_id(self._path)
         self._file_lock = FileLock(self._path.with_name(self._path.name + ".lock"), mode=0o600)
         return connection
 
@@ -244,6 +254,14 @@ class SqliteWindow:
         if connection is not None:
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _read(connection: sqlite3.Connection, scope: str, now: float) -> HoldState:

@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from traitlets import TraitError
@@ -215,6 +216,45 @@ def test_the_environment_variable_sets_the_budget(monkeypatch: pytest.MonkeyPatc
     """$AMPLITUDE_PROFILE_RATE_LIMITER is the default when set."""
     monkeypatch.setenv("AMPLITUDE_PROFILE_RATE_LIMITER", "kernel")
     assert ProfileClient().rate_limiter.reveal() == "kernel"
+
+
+def test_a_bad_rate_limiter_in_the_environment_fails_each_lookup_in_one_line(
+    run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped $AMPLITUDE_PROFILE_RATE_LIMITER leaves %config's listing readable, its password masked, and fails
+    each lookup with one line naming the variable instead of a traceback from reading the setting."""
+    monkeypatch.setenv("AMPLITUDE_PROFILE_RATE_LIMITER", "bogus://:pw-9@127.0.0.1:6379/0")
+    listing = run("%config ProfileClient")
+    assert listing.result.error_in_exec is None, listing.everything
+    assert "Current: 'bogus://:********@127.0.0.1:6379/0'" in listing.everything
+    failed = run("%ampprofile user=12345 props")
+    assert type(failed.result.error_in_exec).__name__ == "CellFailed"
+    assert "Profile lookup failed (ConfigurationError)" in failed.everything
+    assert "(from $AMPLITUDE_PROFILE_RATE_LIMITER) is not usable: bogus:// is not kernel" in failed.everything
+    assert "Traceback" not in failed.everything
+    assert "pw-9" not in listing.everything + failed.everything + str(failed.result.error_in_exec)
+
+
+def test_a_deleted_budget_file_is_replaced_and_shared_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the budget file is deleted mid-batch, a running kernel says so once and moves to the new file, where it
+    counts together with kernels started since, instead of pacing alone in a file only it still has open."""
+    path = tmp_path / "budget.sqlite"
+    running = SqliteWindow(path, description="running")
+    assert running.try_send("scope", 60.0, adaptive=False)[0] == 0.0
+    for item in tmp_path.iterdir():
+        item.unlink()
+    time.sleep(1.1)
+    with caplog.at_level("WARNING", logger="amp_profile_magic"):
+        assert running.try_send("scope", 60.0, adaptive=False)[0] == 0.0
+        assert running.try_send("scope", 60.0, adaptive=False)[0] > 0.5  # warned once, not per send
+    started = SqliteWindow(path, description="started since")
+    assert started.try_send("scope", 60.0, adaptive=False)[0] > 0.5, "the kernels count apart"
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == [f"The rate budget file {path} was deleted or replaced; counting in the new one."]
+    running.close()
+    started.close()
 
 
 def test_the_budget_file_is_private(tmp_path: Path) -> None:
