@@ -9,6 +9,7 @@ import math
 import os
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -1138,7 +1139,7 @@ class ProfileClient(Configurable):
             raise failure
         log.debug("GET %s -> %d in %.3fs", response.url, response.status_code, time.monotonic() - started)
         try:
-            return _Answer(_payload(response, self.api_key), response.text)
+            return _redacted(_readable(_Answer(_payload(response, self.api_key), response.text)), self.api_key)
         except exc.ProfileError as error:
             failure = _bare(error)
         raise failure
@@ -1254,7 +1255,9 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
     # A proxy or a wrong endpoint may echo the request's headers in its body: mask the key before quoting it.
     # The key is revealed only inside redact: a str local here would show in tracebacks with locals.
     text = redact(response.text, secret.reveal() if secret else "")
-    _raise_failure(response, where, _error_text(text), text.strip(), secret)
+    # Redacted again once decoded: a body may spell the key in \u escapes, which only json.loads turns back into it.
+    message = redact(_error_text(text), secret.reveal() if secret else "")
+    _raise_failure(response, where, message, text.strip(), secret)
 
 
 def _raise_failure(response: httpx.Response, where: str, message: str, shown: str, secret: Secret | None) -> NoReturn:
@@ -1296,7 +1299,12 @@ def _raise_failure(response: httpx.Response, where: str, message: str, shown: st
 def _json_body(response: httpx.Response, where: str, secret: Secret | None) -> Any:
     """Parse a 200's body; a body that is not JSON, or nested past what the parser can recurse, is malformed."""
     try:
-        return json.loads(response.content)
+        payload = json.loads(response.content)
+        if _SURROGATE.search(response.content) is None or not _has_lone_surrogate(payload):
+            return payload
+        # Valid JSON, but not text: a kernel cannot send it to the notebook (jupyter_client fails encoding the
+        # output as UTF-8, with a raw traceback that took the whole batch with it).
+        problem = "a string in it holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
     except RecursionError:
         problem = "it is nested too deeply to read"
     except json.JSONDecodeError:
@@ -1308,6 +1316,57 @@ def _json_body(response: httpx.Response, where: str, secret: Secret | None) -> A
     # Raised here, outside the except blocks: the parser's frames (which hold the raw, unredacted body in their
     # locals) must not ride along as the exception's context.
     raise exc.MalformedResponse(f"{where} is not JSON: {problem}.", status=response.status_code)
+
+
+#: A surrogate escaped (\\ud800-\\udfff) or encoded as UTF-8 (which json.loads decodes with surrogatepass).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _has_lone_surrogate(payload: Any) -> bool:
+    """Whether a string in ``payload`` holds half a surrogate pair (an escaped emoji's pair is one character)."""
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
+def _readable(answer: _Answer) -> _Answer:
+    """``answer`` with a text the store can read back as it was parsed on arrival.
+
+    The body was parsed from its bytes, where json.loads reads a byte-order mark and UTF-16; the store reads text,
+    where it refuses both, so such an answer was stored, never reused, and fetched again by every re-run.
+    """
+    if answer.text[:1] == "{":
+        return answer
+    try:
+        return _Answer(answer.payload, json.dumps(answer.payload, ensure_ascii=False))
+    except (ValueError, RecursionError):
+        return answer
+
+
+def _redacted(answer: _Answer, secret: Secret) -> _Answer:
+    """``answer`` without the key in its parsed strings and its text, for one a server or proxy echoed it into.
+
+    Its text is redacted as it is, but a body may spell the key in \\u escapes, which only parsing turns back into
+    the key: such a body (or one holding the key) is redacted once decoded and stored as the redacted JSON.
+    """
+    if not secret or ("\\u" not in answer.text and secret.reveal() not in answer.text):
+        return answer
+    try:
+        decoded = json.dumps(answer.payload, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return _Answer(answer.payload, redact(answer.text, secret.reveal()))
+    if redact(decoded, secret.reveal()) == decoded:
+        return _Answer(answer.payload, redact(answer.text, secret.reveal()))
+    clean = redact(decoded, secret.reveal())
+    try:
+        return _Answer(json.loads(clean), clean)
+    except ValueError:  # the key spanned JSON's own syntax, so masking it broke the text: refuse the answer
+        pass
+    raise exc.MalformedResponse("The API's response echoes the secret key where it cannot be masked.", status=200)
 
 
 def _error_text(text: str) -> str:

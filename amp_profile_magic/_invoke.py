@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARTIAL_RESULT_NAME",
+    "PER_USER_FAILURES",
     "SETUP_FAILURES",
     "BatchInterrupted",
     "Fetched",
@@ -65,6 +66,9 @@ SETUP_FAILURES = (
     exc.EndpointNotFound,
     exc.PlainHttpRedirect,
 )
+
+# Failures that are about one user: a batch where every user failed with one of them is still a result.
+PER_USER_FAILURES = (exc.UnknownUser, exc.NotStored, exc.NotFetched, exc.InvalidQuery)
 
 #: Where an interrupted batch without ``-o`` keeps what it fetched.
 PARTIAL_RESULT_NAME = "_ampprofile_partial"
@@ -198,7 +202,13 @@ def _raise_if_wholly_failed(batch: BatchResult, *, single: bool) -> None:
         return
     if single:
         raise errors[0]
-    if len(errors) == len(batch) and all(isinstance(error, SETUP_FAILURES) for error in errors):
+    if len(errors) < len(batch):
+        return
+    if all(isinstance(error, SETUP_FAILURES) for error in errors):
+        raise errors[0]
+    if not any(isinstance(error, PER_USER_FAILURES) for error in errors):
+        # Every user failed, none for a reason of its own (an endpoint that refuses them all, an HTML page where
+        # the API should be, nothing listening): an empty table would let Run All and papermill carry on.
         raise errors[0]
 
 

@@ -175,6 +175,7 @@ class Reader:
         return f"a {type(value).__name__}"
 
     def key_path(self, parent: str, key: str) -> str:
+        key = self._clean(key)  # before shortening, as in describe(): a cut key would no longer be found
         shown = key if len(key) <= _QUOTE_LIMIT else key[: _QUOTE_LIMIT - 1] + "…"
         return f"{parent}[{shown!r}]"
 

@@ -235,9 +235,7 @@ def test_a_bad_rate_limiter_in_the_environment_fails_each_lookup_in_one_line(
     assert "pw-9" not in listing.everything + failed.everything + str(failed.result.error_in_exec)
 
 
-def test_a_deleted_budget_file_is_replaced_and_shared_again(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_deleted_budget_file_is_replaced_and_shared_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """When the budget file is deleted mid-batch, a running kernel says so once and moves to the new file, where it
     counts together with kernels started since, instead of pacing alone in a file only it still has open."""
     path = tmp_path / "budget.sqlite"
