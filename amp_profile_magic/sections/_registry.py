@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 
 from ._base import Section
 
-__all__ = ["available_sections", "register", "unregister"]
+__all__ = ["available_sections", "problem_with", "register", "unregister"]
 
 GROUP = "amp_profile_magic.sections"
 BUILTIN_ORDER = ("recs", "props", "cohorts", "comps", "propensity")
@@ -20,30 +22,100 @@ _ordered: dict[str, Section] | None = None
 
 
 def _discover() -> dict[str, Section]:
+    builtins = _builtins()
     found: dict[str, Section] = {}
+    plugins: list[tuple[str, Section]] = []
     for entry in entry_points(group=GROUP):
+        where = f"section plugin {entry.name!r} ({entry.value})"
         try:
             section_class = entry.load()
             section = section_class()
-        except Exception:
-            # A broken third-party plugin must not take the built-in sections down with it.
-            log.exception("Could not load section plugin %r from %s", entry.name, entry.value)
+        except (Exception, SystemExit) as error:  # SystemExit too: a plugin must not end the kernel
+            # One line, and only the error's type: its message (or a traceback's locals) may quote a secret.
+            module = entry.value.partition(":")[0]
+            log.error("Skipped %s: loading it raised %s (`import %s` shows why).", where, type(error).__name__, module)
             continue
         if not isinstance(section, Section):
-            log.error("Section plugin %r is not a Section subclass; skipped", entry.name)
+            log.error("Skipped %s: it is not a Section subclass.", where)
+            continue
+        if _builtin_name(section) is not None:
+            found.setdefault(section.name, section)  # an installed built-in: its declarations are ours
+            continue
+        plugins.append((where, section))
+    for name, builtin in builtins.items():
+        found.setdefault(name, builtin)
+    for where, section in plugins:
+        problem = problem_with(section, found.values())
+        if problem is not None:
+            log.error("Skipped %s: %s.", where, problem)
             continue
         found[section.name] = section
-    if not all(name in found for name in BUILTIN_ORDER):
-        # Running from a source tree that was never pip-installed: the entry points are not there.
-        from .cohorts import CohortsSection
-        from .comps import CompsSection
-        from .propensity import PropensitySection
-        from .props import PropsSection
-        from .recs import RecsSection
-
-        for builtin in (RecsSection(), PropsSection(), CohortsSection(), CompsSection(), PropensitySection()):
-            found.setdefault(builtin.name, builtin)
     return found
+
+
+def _builtins() -> dict[str, Section]:
+    from .cohorts import CohortsSection
+    from .comps import CompsSection
+    from .propensity import PropensitySection
+    from .props import PropsSection
+    from .recs import RecsSection
+
+    sections = (RecsSection(), PropsSection(), CohortsSection(), CompsSection(), PropensitySection())
+    return {section.name: section for section in sections}
+
+
+def _builtin_name(section: Section) -> str | None:
+    """The built-in name of one of the package's own section classes, or None for a plugin."""
+    module = type(section).__module__
+    if module.startswith(__package__ + ".") and getattr(section, "name", None) in BUILTIN_ORDER:
+        return str(section.name)
+    return None
+
+
+def problem_with(section: Section, others: Iterable[Section]) -> str | None:
+    """What makes ``section`` unusable next to ``others`` (its declarations, or clashes with theirs), or None.
+
+    Every check reads the plugin's attributes inside a try: a property that raises is one more broken plugin.
+    """
+    try:
+        return _problem(section, list(others))
+    except Exception as error:  # whatever a plugin's properties raise
+        return f"reading its declarations raised {type(error).__name__}"
+
+
+def _problem(section: Section, others: list[Section]) -> str | None:
+    name = getattr(section, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        return f"its name must be an identifier (a str), not {name!r}"
+    keywords = getattr(section, "keywords", None)
+    if not isinstance(keywords, tuple) or not keywords:
+        return "its keywords must be a non-empty tuple of str"
+    if not all(isinstance(keyword, str) and keyword.isidentifier() for keyword in keywords):
+        return f"its keywords must be identifiers, not {keywords!r}"
+    usage = getattr(section, "usage", None)
+    if not isinstance(usage, tuple) or not all(isinstance(line, str) for line in usage):
+        return "its usage must be a tuple of str (one help line each)"
+    attributes = getattr(section, "attributes", ())
+    if not isinstance(attributes, tuple) or not all(isinstance(item, str) for item in attributes):
+        return "its attributes must be a tuple of str"
+    request_type = getattr(section, "request_type", None)
+    if not (isinstance(request_type, type) and dataclasses.is_dataclass(request_type)):
+        return f"its request_type must be a dataclass, not {request_type!r}"
+    request_type()  # "not asked" is the default request: it must exist
+    hash(section)  # sections are dict keys (a @dataclass section without frozen=True is not hashable)
+    for other in others:
+        if other.name == name:
+            return f"the name {name!r} is taken by {type(other).__name__}"
+        taken = set(keywords) & set(other.keywords)
+        if taken:
+            return f"its keyword {sorted(taken)[0]!r} belongs to the {other.name} section"
+        shared = set(attributes) & set(other.attributes)
+        if shared:
+            return f"its attribute {sorted(shared)[0]!r} belongs to the {other.name} section"
+        arguments = set(section.arguments) & set(other.arguments)
+        if arguments:
+            return f"its lookup argument {sorted(arguments)[0]!r} belongs to the {other.name} section"
+    return None
 
 
 def available_sections() -> dict[str, Section]:
@@ -62,9 +134,19 @@ def available_sections() -> dict[str, Section]:
 
 
 def register(section: Section) -> None:
-    """Add (or replace) a section for this process, as if an installed package declared its entry point."""
+    """Add (or replace) a section for this process, as if an installed package declared its entry point.
+
+    Raises ``ValueError`` naming what is wrong when its declarations are unusable or clash with another section's
+    (a run-time section of the same name is replaced).
+    """
     if not isinstance(section, Section):
         raise TypeError(f"expected a Section instance, got {type(section).__name__}")
+    others = [other for name, other in available_sections().items() if name != getattr(section, "name", None)]
+    if getattr(section, "name", None) in BUILTIN_ORDER:
+        others.append(available_sections()[section.name])  # a built-in is not replaced at run time
+    problem = problem_with(section, others)
+    if problem is not None:
+        raise ValueError(f"cannot register {type(section).__name__}: {problem}")
     global _ordered
     _registered[section.name] = section
     _ordered = None
