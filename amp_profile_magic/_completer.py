@@ -106,9 +106,10 @@ def _keywords(magic: str) -> Iterator[tuple[str, str]]:
 def _choices(keyword: str, value: str) -> Iterator[SimpleCompletion]:
     """``keyword=choice`` for a choice keyword's options starting with ``value`` (ids cannot be guessed)."""
     from amp_profile_magic.sections import available_sections
+    from amp_profile_magic.sections._registry import controls_of
 
     for section in available_sections().values():
-        for control in section.controls():
+        for control in controls_of(section):
             if control.keyword == keyword and control.kind == "choice":
                 for option in control.options:
                     if option and option.startswith(value):

@@ -24,7 +24,8 @@ The hierarchy::
     │   └── ConnectionFailed         *
     │       └── ProxyFailed          (the proxy the environment names failed the connection) *
     ├── NotFetched                   (a batch was interrupted before this user was sent)
-    └── NotStored                    (a store-only lookup found no fresh stored answer; nothing was sent)
+    ├── NotStored                    (a store-only lookup found no fresh stored answer; nothing was sent)
+    └── SectionFailed                (a section plugin's own code raised; it is named, the others carry on)
 
 Classes marked * are retried with backoff (ProxyFailed not on 407). Every message says what happened and what to do,
 and none carries the secret key: messages are built from statuses, bodies and URLs, never from request headers. No
@@ -52,6 +53,7 @@ __all__ = [
     "ProxyFailed",
     "RequestTimeout",
     "ResponseTooLarge",
+    "SectionFailed",
     "ServerUnavailable",
     "Throttled",
     "UnexpectedResponse",
@@ -281,3 +283,19 @@ class NotStored(ProfileError):
     """A store-only lookup found no fresh answer for this user in the local store, so nothing was sent."""
 
     kind = "not_stored"
+
+
+class SectionFailed(ProfileError):
+    """A section's own code (a plugin's ``request``, ``params``, ``read`` or ``frame``) raised; it is named."""
+
+    kind = "section_failed"
+    hint = "Report it to the plugin's authors, or uninstall the plugin: the other sections work without it."
+
+    @classmethod
+    def of(cls, section: object, hook: str, error: BaseException) -> SectionFailed:
+        """The failure of ``section``'s ``hook``; only the error's type is kept (its message may quote a secret)."""
+        kind = type(section)
+        name = getattr(section, "name", kind.__name__)
+        return cls(
+            f"The {name} section ({kind.__module__}.{kind.__qualname__}) failed in {hook}(): {type(error).__name__}."
+        )

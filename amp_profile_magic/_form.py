@@ -24,6 +24,7 @@ from amp_profile_magic._grammar import GrammarError, Identity, Invocation, parse
 from amp_profile_magic._panel import error_bundle
 from amp_profile_magic._words import quote
 from amp_profile_magic.sections import Control, available_sections
+from amp_profile_magic.sections._registry import controls_of
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -149,7 +150,7 @@ class ProfileForm:
         self.fields: dict[str, _Field] = {}
         groups = []
         for section in available_sections().values():
-            fields = [_field(control) for control in section.controls()]
+            fields = [_field(control) for control in controls_of(section)]
             if not fields:
                 continue
             self.fields.update((field.control.keyword, field) for field in fields)

@@ -14,7 +14,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any, NamedTuple
 
-from amp_profile_magic._exceptions import InvalidQuery
+from amp_profile_magic._exceptions import InvalidQuery, SectionFailed
 from amp_profile_magic._query import ProfileQuery
 from amp_profile_magic._words import (
     Evaluate,
@@ -226,10 +226,15 @@ def _section_requests(
         if section.keywords[0] not in per_section[name]:
             first = next(iter(per_section[name]))
             raise GrammarError(f"{first} needs {section.keywords[0]}=… too")
+        failure = None
         try:
             chosen.append((section, section.request(per_section[name])))
         except (SectionUsageError, InvalidQuery) as error:
             raise GrammarError(str(error)) from None
+        except Exception as error:  # a plugin's bug: named in one line, without its message or frames
+            failure = SectionFailed.of(section, "request", error)
+        if failure is not None:
+            raise GrammarError(f"{failure.message} {failure.hint}")
     if not chosen:
         what = ", ".join(section.keywords[0] for section in sections.values())
         raise GrammarError(f"nothing to fetch: add a section ({what})")

@@ -112,7 +112,7 @@ def checked(build: Callable[[], T]) -> T:
     """``build()``, with a grammar complaint turned into the magic's one-line :class:`UsageError`."""
     try:
         return build()
-    except GrammarError as error:
+    except (GrammarError, exc.SectionFailed) as error:  # a plugin's request() or params() failing, named
         raise UsageError(f"%ampprofile: {error}") from None
 
 
@@ -270,8 +270,8 @@ def run(host: Host, invocation: Invocation, identities: Sequence[Identity], *, s
     from IPython.display import display
 
     if invocation.dry_run:
-        queries = checked(lambda: invocation.queries(identities))
         try:
+            queries = checked(lambda: invocation.queries(identities))
             plan = host.client.plan(queries, cache=invocation.cache)  # type: ignore[arg-type]
         except exc.ProfileError as error:
             return _failed(host, error)

@@ -16,10 +16,11 @@ from itertools import islice, repeat
 from operator import attrgetter, is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidQuery, MalformedResponse
+from ._exceptions import InvalidQuery, MalformedResponse, SectionFailed
 from ._models import Profile, Reader
 from .sections import Section, available_sections
 from .sections._base import Params, all_clean_ids, clean_id
+from .sections._registry import section_is_builtin
 
 if TYPE_CHECKING:
     from ._secret import Secret
@@ -60,11 +61,23 @@ def _plan(asked: tuple[tuple[Section, Any], ...]) -> tuple[tuple[Params, tuple[i
         group[0].update(reads)
         group[1].append(index)
     plan = tuple(
-        (tuple(pair for index in members for pair in asked[index][0].params(asked[index][1])), tuple(members))
-        for _, members in groups
+        (tuple(pair for index in members for pair in _params(*asked[index])), tuple(members)) for _, members in groups
     ) or (((), ()),)
     _PLANS[asked] = plan
     return plan
+
+
+def _params(section: Section, request: Any) -> Params:
+    """``section.params(request)``, checked: a plugin's error or odd pairs fail as SectionFailed, naming it."""
+    failure: SectionFailed | None = None
+    try:
+        pairs = tuple(section.params(request))
+        if all(type(pair) is tuple and len(pair) == 2 and type(pair[0]) is type(pair[1]) is str for pair in pairs):
+            return pairs
+        failure = SectionFailed.of(section, "params", TypeError())
+    except Exception as error:  # a plugin's bug: named in one line, without its message or frames
+        failure = SectionFailed.of(section, "params", error)
+    raise failure
 
 
 class ProfileQuery:
@@ -257,8 +270,27 @@ def profile_from_responses(query: ProfileQuery, payloads: Sequence[object], *, s
     for (_, members), data in zip(plan, datas, strict=True):
         for index in members:
             section, request = asked[index]
-            slices.update(section.read(data, request, reader))
+            slices.update(_read(section, data, request, reader))
     return Profile._of(user_id, device_id, main, slices)
+
+
+def _read(section: Section, data: Mapping[str, Any], request: Any, reader: Reader) -> dict[str, Any]:
+    """``section.read``: a plugin's error beyond an unreadable shape fails its user as SectionFailed, naming it."""
+    failure: SectionFailed | None = None
+    try:
+        slice_ = section.read(data, request, reader)
+        if type(slice_) is dict:
+            return slice_
+        failure = SectionFailed.of(section, "read", TypeError())
+    except MalformedResponse:
+        raise
+    except _UNREADABLE as error:
+        if section_is_builtin(section):
+            raise  # an answer of a shape the validation did not foresee: malformed (see the client's _validated)
+        failure = SectionFailed.of(section, "read", error)
+    except Exception as error:  # a plugin's bug: named in one line, without its message or frames
+        failure = SectionFailed.of(section, "read", error)
+    raise failure
 
 
 def profiles_from_responses(
@@ -308,7 +340,7 @@ _UNREADABLE = (MalformedResponse, ArithmeticError, LookupError, RecursionError, 
 def _one_or_none(query: ProfileQuery, payloads: Sequence[object]) -> Profile | None:
     try:
         return profile_from_responses(query, payloads)
-    except _UNREADABLE:
+    except (*_UNREADABLE, SectionFailed):
         return None
 
 
@@ -346,5 +378,5 @@ def _read_group(queries: Sequence[ProfileQuery], bodies: Sequence[object]) -> li
             ]
         # Inside the try too: a plugin's read_many of the wrong length, or not giving dicts, is read one by one.
         return Profile._many(users, devices, datas, slices)
-    except _UNREADABLE:
+    except Exception:  # read one by one, which fails only the users whose bodies (or whose plugin) fail
         return None

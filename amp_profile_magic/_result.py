@@ -8,10 +8,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from amp_profile_magic._batch import BatchResult, describe_retries
+from amp_profile_magic._exceptions import SectionFailed
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from amp_profile_magic._models import Profile
     from amp_profile_magic.sections import Section
 
 __all__ = ["FAILURE_COLUMNS", "ProfileResult", "build_result", "failures_frame", "summary_line"]
@@ -162,10 +164,28 @@ def build_result(
     records = failure_records(batch)
     summary = summary_line(batch)
     if len(sections) == 1:
-        frame = sections[0].frame(profiles)
+        frame = _frame(sections[0], profiles)
         # attrs hold plain records, not a DataFrame: pandas compares attrs with == when concatenating.
         frame.attrs["failures"] = records
         frame.attrs["summary"] = summary
         return frame
-    frames = {section.name: section.frame(profiles) for section in sections}
+    frames = {section.name: _frame(section, profiles) for section in sections}
     return ProfileResult(frames, failures=failures_frame(records), summary=summary, max_rows=max_rows)
+
+
+def _frame(section: Section, profiles: Sequence[Profile]) -> pd.DataFrame:
+    """``section.frame``, checked: a plugin's error, or anything but a DataFrame, is SectionFailed naming it.
+
+    The whole cell fails then (its answers are in the local store: the cell without that section costs nothing).
+    """
+    import pandas as pd
+
+    failure: SectionFailed | None = None
+    try:
+        frame = section.frame(profiles)
+        if isinstance(frame, pd.DataFrame):
+            return frame
+        failure = SectionFailed.of(section, "frame", TypeError())
+    except Exception as error:  # a plugin's bug: named in one line, without its message or frames
+        failure = SectionFailed.of(section, "frame", error)
+    raise failure

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 
-from ._base import Section
+from ._base import Control, Section
 
-__all__ = ["available_sections", "problem_with", "register", "unregister"]
+__all__ = ["available_sections", "controls_of", "problem_with", "register", "section_is_builtin", "unregister"]
 
 GROUP = "amp_profile_magic.sections"
 BUILTIN_ORDER = ("recs", "props", "cohorts", "comps", "propensity")
@@ -62,6 +62,32 @@ def _builtins() -> dict[str, Section]:
 
     sections = (RecsSection(), PropsSection(), CohortsSection(), CompsSection(), PropensitySection())
     return {section.name: section for section in sections}
+
+
+def controls_of(section: Section) -> tuple[Control, ...]:
+    """``section.controls()``, or none (with one error line naming it) when a plugin's raises or gives non-Controls:
+    the form and the completer must not break for every section because of one."""
+    try:
+        controls = tuple(section.controls())
+        if all(isinstance(control, Control) for control in controls):
+            return controls
+        problem = "it returned something other than Controls"
+    except Exception as error:  # a plugin's bug: named in one line, without its message or frames
+        problem = f"it raised {type(error).__name__}"
+    kind = type(section)
+    log.error(
+        "Left out the controls of the %s section (%s.%s): %s.",
+        section.name,
+        kind.__module__,
+        kind.__qualname__,
+        problem,
+    )
+    return ()
+
+
+def section_is_builtin(section: Section) -> bool:
+    """Whether ``section`` is one of the package's own five (whose errors are the package's, not a plugin's)."""
+    return _builtin_name(section) is not None
 
 
 def _builtin_name(section: Section) -> str | None:

@@ -103,3 +103,41 @@ class NamedProps(_Valid):
 
     name = "props"
     keywords = ("notprops",)
+
+
+class Boom(_Valid):
+    """Valid declarations; the hook named by ``fails`` raises, quoting a secret in its message."""
+
+    name = "boom"
+    keywords = ("boom",)
+    secret = "not-a-real-secret"
+
+    def __init__(self, fails: str) -> None:
+        self.fails = fails
+
+    def __hash__(self) -> int:
+        return hash(self.fails)
+
+    def _maybe(self, hook: str) -> None:
+        if hook == self.fails:
+            raise RuntimeError(f"boom in {hook}: {self.secret}")
+
+    def request(self, tokens: Mapping[str, str | None]) -> Any:
+        self._maybe("request")
+        return super().request(tokens)
+
+    def params(self, request: Any) -> tuple[tuple[str, str], ...]:
+        self._maybe("params")
+        return super().params(request)
+
+    def read(self, data: Mapping[str, Any], request: Any, reader: Any) -> dict[str, Any]:
+        self._maybe("read")
+        return super().read(data, request, reader)
+
+    def frame(self, profiles: Sequence[Any]) -> pd.DataFrame:
+        self._maybe("frame")
+        return super().frame(profiles)
+
+    def controls(self) -> tuple[Any, ...]:
+        self._maybe("controls")
+        return ()

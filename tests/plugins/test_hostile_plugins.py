@@ -50,7 +50,10 @@ def test_each_broken_plugin_is_skipped_with_one_line(broken: None, caplog: pytes
         sections = available_sections()
     assert list(sections) == ["recs", "props", "cohorts", "comps", "propensity"]
     messages = [record.getMessage() for record in caplog.records]
-    assert all("\n" not in message and record.exc_info is None for message, record in zip(messages, caplog.records))
+    assert all(
+        "\n" not in message and record.exc_info is None
+        for message, record in zip(messages, caplog.records, strict=True)
+    )
     for name, (target, problem) in BROKEN.items():
         lines = [message for message in messages if message.startswith(f"Skipped section plugin {name!r} ({target})")]
         assert len(lines) == 1, (name, messages)
@@ -78,3 +81,39 @@ def test_register_refuses_a_broken_section_in_one_line() -> None:
         assert "\n" not in str(caught.value)
         assert CANARY_KEY not in str(caught.value)
     assert list(available_sections()) == before
+
+
+@pytest.mark.parametrize("hook", ["request", "params", "read", "frame"])
+def test_a_plugin_hook_that_raises_is_one_line_naming_it(shell: Any, run: Any, hook: str) -> None:
+    """A plugin hook raising fails the cell with one line naming the section, the class and the hook, without the
+    plugin's message (which may quote a secret) or a traceback; the built-ins answer in the next cell."""
+    section = hostile.Boom(hook)
+    register(section)
+    shell.user_ns["ids"] = ["12345", "user-00001"]
+    try:
+        single = run("%ampprofile user=12345 boom props")
+        batch = run("%ampprofile --users ids boom")
+    finally:
+        _registry.unregister("boom")
+    expected = f"The boom section ({hostile.__name__}.Boom) failed in {hook}(): RuntimeError."
+    for result in (single, batch):
+        assert result.result.error_in_exec is not None
+        assert expected in result.everything, result.everything
+        assert "Traceback" not in result.everything
+        assert section.secret not in result.everything + str(result.result.error_in_exec)
+    assert len(shell.run_line_magic("ampprofile", "user=12345 props")) == 1
+
+
+def test_a_plugin_whose_controls_raise_leaves_the_form_working(shell: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The form opens with the built-ins' controls when a plugin's controls() raises; one error line names it."""
+    pytest.importorskip("ipywidgets")
+    register(hostile.Boom("controls"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="amp_profile_magic"):
+            form = shell.run_line_magic("ampprofile_form", "user=12345 props")
+    finally:
+        _registry.unregister("boom")
+    assert "props" in form.fields
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Left out the controls of the boom section ({hostile.__name__}.Boom): it raised RuntimeError."
+    ]
