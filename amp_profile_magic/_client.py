@@ -65,6 +65,10 @@ DEFAULT_STORE_MAX_BYTES = 512 * 1024 * 1024
 BULK_ADVICE_SECONDS = 3600.0
 
 
+#: The longest timeout, backoff or Retry-After wait a setting may ask for, in seconds.
+MAX_SECONDS = 7 * 86_400
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -530,6 +534,9 @@ class ProfileClient(Configurable):
             raise TraitError(
                 f"ProfileClient.{name} must be a positive, finite number of {unit}, not {proposal['value']!r}."
             )
+        if name != "requests_per_minute" and value > MAX_SECONDS:
+            # Past what sockets and sleeps take (a time_t): 1e10 was a raw OverflowError mid-request.
+            raise TraitError(f"ProfileClient.{name} must be at most {MAX_SECONDS:,} seconds (a week), not {value!r}.")
         if name == "requests_per_minute" and value < MIN_REQUESTS_PER_MINUTE:
             raise TraitError(
                 f"ProfileClient.requests_per_minute must be at least {MIN_REQUESTS_PER_MINUTE} (one request per 100 "
@@ -549,7 +556,13 @@ class ProfileClient(Configurable):
 
     @default("endpoint")
     def _default_endpoint(self) -> str:
-        return os.getenv("AMPLITUDE_PROFILE_URL", DEFAULT_ENDPOINT)
+        return os.getenv("AMPLITUDE_PROFILE_URL", "").strip() or DEFAULT_ENDPOINT
+
+    @validate("endpoint")
+    def _endpoint_stripped(self, proposal: Mapping[str, Any]) -> str:
+        # A pasted URL's trailing newline was reported as an unreadable proxy setting; a leading space as a
+        # network failure.
+        return str(proposal["value"]).strip()
 
     @default("store")
     def _default_store(self) -> str:
@@ -927,7 +940,11 @@ class ProfileClient(Configurable):
     def _check_settings(self) -> None:
         if self.region == "eu":
             raise exc.UnsupportedRegion("The User Profile API is not available in Amplitude's EU data region.")
-        parts = urlsplit(self.endpoint)
+        try:
+            parts = urlsplit(self.endpoint)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as error:
+            raise exc.ConfigurationError(f"ProfileClient.endpoint {self.endpoint!r} is not a URL ({error}).") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise exc.InsecureEndpoint(f"ProfileClient.endpoint {self.endpoint!r} is not an http(s) URL.")
         if parts.scheme == "http" and not is_loopback(parts.hostname):

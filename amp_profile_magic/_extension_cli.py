@@ -249,6 +249,11 @@ def store_command(action: str, *, older_than: str | None, path: str | None) -> i
     """``amp-profile-magic store [info|clear]``: the same as ``%ampprofile_store``, from a shell."""
     from ._store import StoreUnavailable, clear_store, parse_age, store_directory, store_info
 
+    if path is not None and not path.strip():
+        # Not "the default": with $AMPLITUDE_PROFILE_STORE set, an empty --path cleared another store than the
+        # kernels use.
+        print("amp-profile-magic: --path is empty: give the store's directory, or leave --path out.", file=sys.stderr)
+        return 2
     setting = path if path is not None else os.getenv("AMPLITUDE_PROFILE_STORE", "")
     directory = store_directory(setting)
     if directory is None:
@@ -259,8 +264,9 @@ def store_command(action: str, *, older_than: str | None, path: str | None) -> i
         if older_than is not None:
             print("amp-profile-magic: --older-than goes with clear.", file=sys.stderr)
             return 2
-        print(store_info(directory).describe())
-        return 0
+        info = store_info(directory)
+        print(info.describe())
+        return 0 if info.disabled is None else 1  # a script can tell a store that is there from one that is off
     try:
         age = None if older_than is None else parse_age(older_than)
         print(clear_store(directory, older_than=age))

@@ -90,6 +90,27 @@ def test_numeric_settings_refuse_booleans(name: str, value: bool) -> None:
     assert getattr(client, name) == before
 
 
+@pytest.mark.parametrize("name", ["timeout", "backoff_initial", "backoff_max", "max_retry_after"])
+def test_waits_longer_than_a_week_are_refused(name: str) -> None:
+    """A finite but huge wait (1e10 s overflowed the socket's time_t mid-request) is refused in one line."""
+    with pytest.raises(TraitError) as caught:
+        ProfileClient(**{name: 1e10})
+    assert str(caught.value) == f"ProfileClient.{name} must be at most 604,800 seconds (a week), not 10000000000.0."
+
+
+def test_the_endpoint_is_stripped_and_an_unparsable_one_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pasted endpoint's surrounding whitespace (a trailing newline, from the setting or the variable) is dropped;
+    one that is no URL at all fails a lookup with a ConfigurationError naming the setting, before any request."""
+    from amp_profile_magic import ConfigurationError
+
+    assert ProfileClient(endpoint=" http://127.0.0.1:9/\n").endpoint == "http://127.0.0.1:9/"
+    monkeypatch.setenv("AMPLITUDE_PROFILE_URL", "http://127.0.0.1:9\n")
+    assert ProfileClient().endpoint == "http://127.0.0.1:9"
+    client = ProfileClient(endpoint="http://[::1", api_key="k")
+    with pytest.raises(ConfigurationError, match=r"^ProfileClient.endpoint 'http://\[::1' is not a URL \("):
+        client.lookup(user_id="1")
+
+
 def test_valid_settings_still_accepted() -> None:
     """Small positive values and integers pass unchanged (as floats)."""
     client = ProfileClient(requests_per_minute=1, timeout=0.01, backoff_initial=1e-6, max_retry_after=5)

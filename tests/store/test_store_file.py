@@ -150,3 +150,13 @@ def test_cli_store_info_and_clear(store_dir: Path) -> None:
         assert "Traceback" not in bad.stderr
     off = subprocess.run([*command, "--path", "off"], check=True, **options)
     assert off.stdout.strip() == "The local profile store is off (--path=off)."
+    # An empty --path is refused before anything is cleared: it meant the default store, not $AMPLITUDE_PROFILE_STORE.
+    for action in ("info", "clear"):
+        empty = subprocess.run([*command, action, "--path", " "], check=False, **options)
+        assert empty.returncode == 2
+        assert "--path is empty: give the store's directory, or leave --path out." in empty.stderr
+    in_the_way = store_dir.parent / "a-file"
+    in_the_way.write_text("")
+    unusable = subprocess.run([*command, "--path", str(in_the_way / "store")], check=False, **options)
+    assert unusable.returncode == 1
+    assert "not usable, so off" in unusable.stdout
