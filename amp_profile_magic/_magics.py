@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
@@ -186,8 +187,14 @@ class AmpProfileMagics(Magics):
         """
         argument = line.strip()
         if argument == "--stop":
+            if self._emulator is None:
+                print("The bundled emulator is not running; ProfileClient is unchanged.")
+                return
             self.stop_emulator()
             print("Stopped the bundled emulator; ProfileClient is back to its previous endpoint and key.")
+            return
+        if argument in ("-h", "--help"):
+            print(inspect.cleandoc(self.ampprofile_emulator.__doc__ or ""))
             return
         if argument:
             raise UsageError(f"%ampprofile_emulator: unknown argument {argument!r} (only --stop)")
@@ -283,6 +290,13 @@ class AmpProfileMagics(Magics):
         if words in ([], ["info"]):
             print(self.client.store_info())
             return
+        if words[0] in ("-h", "--help", "help"):
+            print(inspect.cleandoc(self.ampprofile_store.__doc__ or ""))
+            return
+        if words[0] == "info":
+            raise UsageError(
+                f"%ampprofile_store: info takes nothing more ({' '.join(words[1:])}); --older-than goes with clear"
+            )
         if words[0] != "clear":
             raise UsageError(f"%ampprofile_store: unknown command {words[0]!r} (info, or clear [--older-than AGE])")
         older_than = None

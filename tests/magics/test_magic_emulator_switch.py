@@ -48,6 +48,11 @@ def test_emulator_magic_switches_and_stop_restores(run: Any, magics: Any, emulat
     assert "Stopped the bundled emulator" in stopped.stdout
     assert magics.client.endpoint == before
     assert not magics.client.api_key
+    # Nothing to stop: it says so instead of claiming a switch back.
+    assert run("%ampprofile_emulator --stop").stdout.strip() == (
+        "The bundled emulator is not running; ProfileClient is unchanged."
+    )
+    assert "--stop" in run("%ampprofile_emulator --help").stdout
     assert not _accepts_connections(embedded)
     refused = run("%ampprofile user=12345 cohorts")
     assert refused.result.success is False

@@ -257,6 +257,9 @@ def test_store_magic_shows_and_clears(shell: Any, run: Any, emulator: Emulator) 
     assert _users(emulator) == ["12345", "12345"]
     assert "not an age" in run("%ampprofile_store clear --older-than soon").everything
     assert "unknown command" in run("%ampprofile_store wipe").everything
+    misplaced = run("%ampprofile_store info --older-than 1d").everything
+    assert "info takes nothing more (--older-than 1d); --older-than goes with clear" in misplaced
+    assert "%ampprofile_store clear --older-than 7d" in run("%ampprofile_store --help").stdout
 
 
 def test_clearing_from_another_client_leaves_this_kernels_store_working(
