@@ -94,4 +94,13 @@ def _numbers(values: pd.Series[Any]) -> pd.Series[Any] | None:
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().sum() != len(present) or not all(math.isfinite(number) for number in numbers.dropna()):
         return None
+    # An integer past a float's 53 bits (an order id of 23 digits, 2**53 + 1 next to a "1.5") would come back as
+    # another number: the column stays as the API gave it.
+    for value, number in zip(present, numbers[present.index], strict=True):
+        try:
+            exact = int(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            continue  # a decimal: read as the nearest float, as json.loads reads one
+        if isinstance(exact, int) and int(number) != exact:
+            return None
     return numbers

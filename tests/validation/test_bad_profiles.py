@@ -250,12 +250,17 @@ def test_computation_named_like_an_identity_column_keeps_every_value(
 def test_computations_turn_numeric_strings_into_numbers_and_nothing_else(
     run: Any, api_shell: Any, scripted_api: ScriptedApi
 ) -> None:
-    """'3' becomes 3.0; 'nan', '1e400', true and objects stay as they came (never NaN, inf or 1.0)."""
+    """'3' becomes 3.0; 'nan', '1e400', true, objects and integers a float cannot hold exactly stay as they came
+    (never NaN, inf, 1.0 or a neighbouring number)."""
+    wide = {"order": "12345678901234567890123", "near": str(2**53 + 1), "exact": 2**64 + 1}
     scripted_api.answers["a"] = user_data_answer(
-        {"user_id": "a", "amp_props": {"n": "3", "t": "nan", "big": "1e400", "flag": True, "obj": {"k": 1}}}
+        {"user_id": "a", "amp_props": {"n": "3", "t": "nan", "big": "1e400", "flag": True, "obj": {"k": 1}, **wide}}
     )
     scripted_api.answers["b"] = user_data_answer(
-        {"user_id": "b", "amp_props": {"n": "4.5", "t": "1", "big": "2", "flag": "1", "obj": "2"}}
+        {
+            "user_id": "b",
+            "amp_props": {"n": "4.5", "t": "1", "big": "2", "flag": "1", "obj": "2", "order": "7", "near": "1.5"},
+        }
     )
     api_shell.user_ns["ids"] = ["a", "b"]
     done = run("%ampprofile --users ids comps -o comps")
@@ -266,6 +271,9 @@ def test_computations_turn_numeric_strings_into_numbers_and_nothing_else(
     assert frame["big"].tolist() == ["1e400", "2"]
     assert frame["flag"].tolist() == [True, "1"]
     assert frame["obj"].tolist() == [{"k": 1}, "2"]
+    assert frame["order"].tolist() == ["12345678901234567890123", "7"]
+    assert frame["near"].tolist() == [str(2**53 + 1), "1.5"]
+    assert frame["exact"].tolist()[0] == 2**64 + 1
 
 
 def test_properties_keep_integers_too_large_for_int64(run: Any, api_shell: Any, scripted_api: ScriptedApi) -> None:
