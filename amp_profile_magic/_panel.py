@@ -36,10 +36,16 @@ def _title(error: exc.ProfileError) -> str:
     return "Profile lookup failed"
 
 
+#: Characters of the API's own words the panel quotes (``error.api_message`` keeps them all).
+SAID_LIMIT = 300
+
+
 def _rows(error: exc.ProfileError) -> list[tuple[str, str]]:
     rows = [("What happened", error.message)]
-    if error.api_message and error.api_message not in error.message:
-        rows.append(("The API said", error.api_message))
+    # One line, and not again what the message already quotes: a 502's HTML page was some thirty lines.
+    said = " ".join((error.api_message or "").split())
+    if said and said[:80] not in " ".join(error.message.split()):
+        rows.append(("The API said", said if len(said) <= SAID_LIMIT else f"{said[: SAID_LIMIT - 1]}…"))
     if error.hint:
         rows.append(("What to do", error.hint))
     return rows

@@ -195,3 +195,22 @@ def test_run_line_magic_raises_cell_failed(shell: Any, emulator: Emulator) -> No
         shell.run_line_magic("ampprofile", "user=nobody-at-all cohorts")
     assert raised.value.error.kind == "unknown_user"
     assert raised.value.error.status == 400
+
+
+def test_the_apis_own_words_are_one_short_line_in_the_panel() -> None:
+    """A 502's multi-line HTML page is quoted in the panel as one line of at most SAID_LIMIT characters, and not at
+    all when the message already quotes it; the error itself keeps its longer quote."""
+    from amp_profile_magic import ServerUnavailable
+    from amp_profile_magic._panel import SAID_LIMIT, error_bundle
+
+    page = "<html>\n<body>\n" + "<p>line of diagnostic text</p>\n" * 100 + "</body></html>\n"
+    error = ServerUnavailable("HTTP 502 from the Profile API: bad gateway.", status=502, api_message=page)
+    text = error_bundle(error)["text/plain"]
+    said = next(line for line in text.splitlines() if line.startswith("  The API said: "))
+    assert len(said) == len("  The API said: ") + SAID_LIMIT
+    assert said.endswith("…")
+    assert len(text.splitlines()) == 4
+    assert error.api_message is not None
+    assert error.api_message.startswith(page[:900])
+    quoted = ServerUnavailable(f"HTTP 502 from the Profile API: {' '.join(page.split())[:200]}.", api_message=page)
+    assert "The API said" not in error_bundle(quoted)["text/plain"]
