@@ -11,7 +11,7 @@ order whether or not it is asked.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice, repeat
 from operator import attrgetter, is_, itemgetter
 from typing import TYPE_CHECKING, Any
@@ -330,6 +330,19 @@ def profiles_from_bodies(queries: Sequence[ProfileQuery], bodies: Sequence[objec
 
 
 _sections_of = attrgetter("_sections")
+_user_of, _device_of = attrgetter("user_id"), attrgetter("device_id")
+_TEXT_OR_NONE = frozenset({str, type(None)})
+#: ``dict.get`` as a plain two-argument callable, for map() over bodies already checked to be dicts.
+_get: Callable[[Any, str], Any] = dict.get
+
+
+def _filled(ids: list[Any], queries: Sequence[ProfileQuery], own: attrgetter[Any]) -> list[Any]:
+    """``ids[i] or own(queries[i])`` for each user, in C for the common cases: every id given, or none."""
+    if all(ids):
+        return ids
+    if ids.count(None) == len(ids):
+        return list(map(own, queries))
+    return [given or own(query) for given, query in zip(ids, queries, strict=True)]
 
 
 #: What reading a body into a profile can raise for a body of an unexpected shape: that user is read again (or
@@ -348,26 +361,22 @@ def _read_group(queries: Sequence[ProfileQuery], bodies: Sequence[object]) -> li
     """The profiles of queries sharing one single-request plan (``bodies[i]`` answers ``queries[i]``), read in
     bulk; None when a body needs reading one by one.
 
-    One pass over the users, where a pass per check had each user's objects fetched from memory again and again:
-    with 100,000 of them that, not the checks, was the time.
+    Each check is one pass in C (map, set, all) over all the users: a Python loop making the same checks user by
+    user was a tenth of a cached 100,000-user re-run.
     """
-    users: list[str | None] = []
-    devices: list[str | None] = []
-    datas: list[dict[str, Any]] = []
-    for body, query in zip(bodies, queries, strict=True):
-        if body.__class__ is not dict:
-            return None
-        data = body.get("userData")
-        if data.__class__ is not dict:
-            return None
-        user, device = data.get("user_id"), data.get("device_id")
-        # Ids that are text or absent read as they are; an integer id (turned into text) goes the careful way.
-        if (user is not None and user.__class__ is not str) or (device is not None and device.__class__ is not str):
-            return None
-        # The response's ids win; the query's fill in the ones it leaves out (null, absent or empty).
-        users.append(user or query.user_id)
-        devices.append(device or query.device_id)
-        datas.append(data)
+    if len(bodies) != len(queries) or not all(map(is_, map(type, bodies), repeat(dict))):
+        return None
+    datas: list[Any] = list(map(_get, bodies, repeat("userData")))
+    if not all(map(is_, map(type, datas), repeat(dict))):
+        return None
+    users: list[Any] = list(map(_get, datas, repeat("user_id")))
+    devices: list[Any] = list(map(_get, datas, repeat("device_id")))
+    # Ids that are text or absent read as they are; an integer id (turned into text) goes the careful way.
+    if not set(map(type, users)) <= _TEXT_OR_NONE or not set(map(type, devices)) <= _TEXT_OR_NONE:
+        return None
+    # The response's ids win; the query's fill in the ones it leaves out (null, absent or empty).
+    users = _filled(users, queries, _user_of)
+    devices = _filled(devices, queries, _device_of)
     try:
         columns = [section.read_many(datas, request, _PLAIN) for section, request in queries[0]._sections]
         if len(columns) == 1:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from ._base import Control, Params, Section, SectionUsageError, check_flag
@@ -23,6 +23,10 @@ class CohortsRequest:
 
     def __post_init__(self) -> None:
         check_flag("cohorts", self.cohorts)
+
+
+_LIST_OR_NONE = frozenset({list, type(None)})
+_get: Callable[[Any, str], Any] = dict.get  # a plain two-argument callable for map()
 
 
 class CohortsSection(Section):
@@ -49,22 +53,19 @@ class CohortsSection(Section):
     def read_many(
         self, datas: Sequence[Mapping[str, Any]], request: CohortsRequest, reader: Reader
     ) -> list[dict[str, Any]]:
-        slices: list[dict[str, Any]] = []
-        append = slices.append
+        # In C over all the users (map, set, one join), then one dict per user: a loop making these checks user by
+        # user was most of this section's share of a cached 100,000-user re-run.
         try:
-            for data in datas:
-                ids = data.get("cohort_ids")
-                if ids is None:
-                    append({"cohort_ids": ()})
-                    continue
-                if ids.__class__ is not list:
-                    break
-                "".join(ids)  # TypeError unless every id is a str (the common case): one call, not one per id
-                append({"cohort_ids": tuple(ids)})
+            listed = list(map(_get, datas, repeat("cohort_ids")))
+        except TypeError:  # a Mapping that is not a dict
+            return super().read_many(datas, request, reader)
+        if set(map(type, listed)) <= _LIST_OR_NONE:
+            try:
+                "".join(chain.from_iterable(filter(None, listed)))  # TypeError unless every id is a str
+            except TypeError:
+                pass
             else:
-                return slices
-        except TypeError:
-            pass
+                return [{"cohort_ids": tuple(ids) if ids else ()} for ids in listed]
         return super().read_many(datas, request, reader)  # the careful way, naming what is wrong
 
     def frame(self, profiles: Sequence[Profile]) -> pd.DataFrame:
