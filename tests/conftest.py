@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,19 @@ CANARY_KEY = "canary-7f3c9d2e-SECRET-do-not-print-4b1a"
 
 # The session-wide throw-away XDG_CACHE_HOME (which nbval's kernels inherit) is set by the repository's top-level
 # conftest.py; tests get one directory each from the fixture below.
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt, as in a kernel, even when the suite was started in the background.
+
+    A non-interactive shell starts background jobs (.ci/run's side-by-side legs) with SIGINT ignored, and Python
+    keeps an ignored SIGINT ignored: the Ctrl-C tests then waited out their 30 s holds, or passed only when an
+    earlier test happened to install the handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)
