@@ -930,8 +930,8 @@ class ProfileClient(Configurable):
                 view.put(params, kind="unknown_user", status=error.status or 0, body=error.api_message or "")
             raise
         if view is not None:
-            # Redacted like a cassette: a proxy that echoes the request's headers must not put the key on disk.
-            view.put(params, kind="ok", status=200, body=redact(answer_.text, self.api_key.reveal()))
+            # Its text is redacted already (see _redacted): a proxy that echoes the key must not put it on disk.
+            view.put(params, kind="ok", status=200, body=answer_.text)
         return answer_.payload
 
     def _check_settings(self) -> None:
@@ -1372,10 +1372,10 @@ def _redacted(answer: _Answer, secret: Secret) -> _Answer:
     try:
         decoded = json.dumps(answer.payload, ensure_ascii=False)
     except (ValueError, RecursionError):
-        return _Answer(answer.payload, redact(answer.text, secret.reveal()))
-    if redact(decoded, secret.reveal()) == decoded:
-        return _Answer(answer.payload, redact(answer.text, secret.reveal()))
+        decoded = ""
     clean = redact(decoded, secret.reveal())
+    if clean == decoded:  # the decoded strings hold no key: only the text as received may (plainly)
+        return _Answer(answer.payload, redact(answer.text, secret.reveal()))
     try:
         return _Answer(json.loads(clean), clean)
     except ValueError:  # the key spanned JSON's own syntax, so masking it broke the text: refuse the answer

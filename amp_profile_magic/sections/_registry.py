@@ -22,8 +22,6 @@ _ordered: dict[str, Section] | None = None
 
 
 def _discover() -> dict[str, Section]:
-    builtins = _builtins()
-    found: dict[str, Section] = {}
     plugins: list[tuple[str, Section]] = []
     for entry in entry_points(group=GROUP):
         where = f"section plugin {entry.name!r} ({entry.value})"
@@ -38,12 +36,9 @@ def _discover() -> dict[str, Section]:
         if not isinstance(section, Section):
             log.error("Skipped %s: it is not a Section subclass.", where)
             continue
-        if _builtin_name(section) is not None:
-            found.setdefault(section.name, section)  # an installed built-in: its declarations are ours
-            continue
-        plugins.append((where, section))
-    for name, builtin in builtins.items():
-        found.setdefault(name, builtin)
+        if _builtin_name(section) is None:  # the package's own five come from _builtins(), first
+            plugins.append((where, section))
+    found = _builtins()
     for where, section in plugins:
         problem = problem_with(section, found.values())
         if problem is not None:
