@@ -194,7 +194,7 @@ class AmpProfileMagics(Magics):
             print("Stopped the bundled emulator; ProfileClient is back to its previous endpoint and key.")
             return
         if argument in ("-h", "--help"):
-            print(inspect.cleandoc(self.ampprofile_emulator.__doc__ or ""))
+            print(inspect.getdoc(AmpProfileMagics.ampprofile_emulator))
             return
         if argument:
             raise UsageError(f"%ampprofile_emulator: unknown argument {argument!r} (only --stop)")
@@ -291,7 +291,7 @@ class AmpProfileMagics(Magics):
             print(self.client.store_info())
             return
         if words[0] in ("-h", "--help", "help"):
-            print(inspect.cleandoc(self.ampprofile_store.__doc__ or ""))
+            print(inspect.getdoc(AmpProfileMagics.ampprofile_store))
             return
         if words[0] == "info":
             raise UsageError(
