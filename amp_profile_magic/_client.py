@@ -361,8 +361,9 @@ class RequestPlan(NamedTuple):
         from ._store import format_age
 
         lines = [
-            f"Dry run, nothing sent. {self.users:,} users → {self.lookups:,} lookups, {self.requests:,} requests.",
-            f"Local store ({self.store}): {self.stored:,} requests already answered; {self.to_send:,} to send.",
+            f"Dry run, nothing sent. {_count(self.users, 'user')} → {_count(self.lookups, 'lookup')}, "
+            f"{_count(self.requests, 'request')}.",
+            f"Local store ({self.store}): {_count(self.stored, 'request')} already answered; {self.to_send:,} to send.",
         ]
         if self.not_stored:
             lines.append(
@@ -382,6 +383,10 @@ class RequestPlan(NamedTuple):
                 "with the Dashboard REST API, or use a warehouse export (Snowflake, BigQuery, S3)."
             )
         return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _snippet(text: str, limit: int = 200) -> str:

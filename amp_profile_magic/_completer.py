@@ -25,6 +25,8 @@ _LINE = re.compile(r"^\s*(?:[\w.]+\s*=\s*)?(?P<magic>%ampprofile_form|%ampprofil
 _CELL = re.compile(r"^(?P<magic>%%ampprofile)\s(?P<rest>.*)$")
 _VARIABLE_OPTIONS = ("--users", "--devices")
 _NAME_OPTIONS = ("-o", "--out")
+#: The line magics that take --users/--devices VARIABLE (the form prefills from the same line).
+_LINE_MAGICS = ("%ampprofile", "%ampprofile_form")
 # How the local store answers, and the dry run (as in _grammar.FLAGS, not imported: completion stays light).
 _FLAGS = ("--refresh", "--store-only", "--dry-run")
 
@@ -65,7 +67,7 @@ def _complete(
     previous = before[-1] if before else ""
     if previous in _NAME_OPTIONS:
         return  # a new name: nothing to offer
-    if previous in _VARIABLE_OPTIONS and magic == "%ampprofile":
+    if previous in _VARIABLE_OPTIONS and magic in _LINE_MAGICS:
         if "." not in current and "[" not in current:  # attributes and subscripts: IPython's own completers
             yield from _variables(current, namespace, hidden)
         return
@@ -97,7 +99,7 @@ def _keywords(magic: str) -> Iterator[tuple[str, str]]:
                 yield keyword, "keyword"
             if valued:
                 yield f"{keyword}=", "keyword"
-    if magic == "%ampprofile":
+    if magic in _LINE_MAGICS:
         yield from ((option, "option") for option in _VARIABLE_OPTIONS)
     yield from ((option, "option") for option in _NAME_OPTIONS)
     yield from ((flag, "option") for flag in _FLAGS)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,11 +22,13 @@ from amp_profile_magic._words import (
     Evaluate,
     GrammarError,
     Word,
+    article,
     exact_float_limit,
     expand,
     id_text,
     quote,
     split_words,
+    strip_comment,
 )
 from amp_profile_magic.sections import Section, SectionUsageError, available_sections
 from amp_profile_magic.sections._base import all_clean_ids
@@ -170,6 +174,11 @@ def _read_option(word: Word, rest: list[Word], found: _Tokens, evaluate: Evaluat
 
 
 def _unknown(word: Word, key: str, previous: tuple[str, str] | None, known: Iterable[str]) -> GrammarError:
+    if not key:
+        return GrammarError(f"{word.source}: a keyword is missing before the =, e.g. user={word.source[1:]}")
+    known = list(known)
+    if key != key.lower() and key.lower() in known:
+        return GrammarError(f"unknown keyword {key!r}; keywords are lower case: {key.lower()!r}")
     hint = _suggest(key, known)
     if not hint and previous is not None and word.is_plain and "=" not in word.source:
         # `user=john smith`: the second word was most likely meant as part of the first value.
@@ -177,8 +186,23 @@ def _unknown(word: Word, key: str, previous: tuple[str, str] | None, known: Iter
     return GrammarError(f"unknown keyword {key!r}{hint}")
 
 
+def _twice(key: str, value: Word | None, owner: Mapping[str, Section]) -> str:
+    if key in IDENTITY_KEYS:
+        return (
+            f"{key}= given twice: one lookup per line; several ids go in --users/--devices VARIABLE or a "
+            "%%ampprofile cell"
+        )
+    if value is not None and key in owner and owner[key].keywords[0] == key:
+        return f"{key!r} given twice; give it once, with several ids separated by commas: {key}=a,b"
+    return f"{key!r} given twice; give it once"
+
+
 #: Names IPython runs every magic line through: a result bound to one of them would break all later cells.
 _KERNEL_NAMES = frozenset({"get_ipython", "In", "Out", "exit", "quit"})
+#: Names IPython's output and input history writes after every cell (plus ``_N`` and ``_iN``): bound to a
+#: DataFrame, the next cell's result is written into it, or the displayhook fails.
+_HISTORY_NAMES = frozenset({"_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh", "_dh", "_exit_code"})
+_HISTORY_NUMBERED = re.compile(r"_i?[0-9]+")
 
 
 def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool, evaluate: Evaluate | None) -> _Tokens:
@@ -199,7 +223,7 @@ def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool,
             )
         key, value = split if split is not None else (word.text, None)
         if key in seen:
-            raise GrammarError(f"{key!r} given twice; list several ids with commas: {key}=a,b")
+            raise GrammarError(_twice(key, value, owner))
         seen.add(key)
         text: str | None
         if key in IDENTITY_KEYS:
@@ -248,14 +272,19 @@ def parse_line(line: str, *, cell: bool = False, evaluate: Evaluate | None = Non
     """
     sections = available_sections()
     owner = {kw: section for section in sections.values() for kw in section.keywords}
-    found = _read_tokens(split_words(line), owner, cell=cell, evaluate=evaluate)
+    found = _read_tokens(split_words(line, comments=True), owner, cell=cell, evaluate=evaluate)
     requests = _section_requests(sections, found.per_section)
     out = found.options.get("--out")
     if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
         raise GrammarError(f"-o {out!r}: not a valid Python variable name")
+    if out is not None:
+        # Python reads identifiers NFKC-normalised: bound as typed, -o ｆｏｏ could never be read back as ｆｏｏ.
+        out = unicodedata.normalize("NFKC", out)
     if out is not None and (out in _KERNEL_NAMES or (out.startswith("__") and out.endswith("__"))):
         # Bound over, these break the kernel itself: every later magic (get_ipython) or every builtin (__builtins__).
         raise GrammarError(f"-o {out!r}: the kernel needs that name; choose another")
+    if out is not None and (out in _HISTORY_NAMES or _HISTORY_NUMBERED.fullmatch(out)):
+        raise GrammarError(f"-o {out!r}: IPython keeps its input and output history in that name; choose another")
     users_expr, devices_expr = found.options.get("--users"), found.options.get("--devices")
     if cell and (users_expr or devices_expr):
         raise GrammarError("--users/--devices take ids from a variable; in %%ampprofile put ids in the cell body")
@@ -295,9 +324,13 @@ def _body_line(number: int, line: str) -> Identity | None:
         split = word.split_key()
         key, value = split if split is not None else ("user", word)
         if split is None and key in found:
+            written = strip_comment(line)
+            first = words[0].split_key()
+            # The id with its spaces, quoted whole: user='a b' (a quote around "user=" would make it part of the id).
+            example = f"{first[0]}={quote(written[len(first[0]) + 1 :])}" if first else quote(written)
             raise GrammarError(
                 f"line {number}: {word.source!r} is a second bare id; one lookup per line, and an id with spaces "
-                f"is quoted: {quote(line.strip())}"
+                f"is quoted: {example}"
             )
         if key not in IDENTITY_KEYS:
             raise GrammarError(
@@ -319,9 +352,10 @@ def parse_body(body: str) -> list[Identity]:
     The line's quoting rules apply, without expansion (``$``, ``{`` and ``}`` must be quoted). Blank lines and
     ``#`` comments (a word starting with ``#``) are skipped.
     """
+    # A byte-order mark opens text pasted from some files: never part of the first id (others are refused).
     identities = [
         identity
-        for number, line in enumerate(body.splitlines(), start=1)
+        for number, line in enumerate(body.removeprefix("\ufeff").splitlines(), start=1)
         if (identity := _body_line(number, line)) is not None
     ]
     if not identities:
@@ -353,8 +387,12 @@ def parse_ids(name: str, values: object) -> list[str]:
     if isinstance(values, Mapping):
         raise GrammarError(f"{name} is a mapping; pass a list of ids (e.g. list({name}))")
     if not isinstance(values, Iterable):
-        raise GrammarError(f"{name} is a {type(values).__name__}, not a list of ids")
-    ids = list(values)
+        raise GrammarError(f"{name} is {article(type(values).__name__)}, not a list of ids")
+    try:
+        ids = list(values)
+    except Exception as error:  # the user's own iterable failing (a 0-d array, a generator that raises)
+        message = " ".join(str(error).split())
+        raise GrammarError(f"{name} could not be read as a list of ids: {type(error).__name__}: {message}") from None
     # A Series or Index of float32 yields Python floats already rounded: its dtype says where exactness ended.
     float_limit = exact_float_limit(getattr(values, "dtype", None))
     if not all_clean_ids(ids):

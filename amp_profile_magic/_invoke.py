@@ -10,6 +10,7 @@ magic runs it, with its own progress callback and a stop event that ends it like
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from amp_profile_magic import _exceptions as exc
 from amp_profile_magic._gcpause import paused
 from amp_profile_magic._grammar import GrammarError, Identity, Invocation, parse_ids, parse_line
 from amp_profile_magic._panel import CellFailed, display_error
+from amp_profile_magic._secret import redact
 from amp_profile_magic._words import Evaluate
 
 if TYPE_CHECKING:
@@ -108,12 +110,24 @@ class Fetched(NamedTuple):
     summary: str
 
 
-def checked(build: Callable[[], T]) -> T:
-    """``build()``, with a grammar complaint turned into the magic's one-line :class:`UsageError`."""
+def checked(build: Callable[[], T], host: Host | None = None) -> T:
+    """``build()``, with a grammar complaint turned into the magic's one-line :class:`UsageError`.
+
+    With ``host``, its key is masked in the message: it may quote what the user's own expression raised, and an
+    expression can read the key (``{int(os.environ['AMPLITUDE_SECRET_KEY'])}``).
+    """
     try:
         return build()
     except (GrammarError, exc.SectionFailed) as error:  # a plugin's request() or params() failing, named
-        raise UsageError(f"%ampprofile: {error}") from None
+        message = str(error) if host is None else _masked(host, str(error))
+    raise UsageError(f"%ampprofile: {message}")
+
+
+def _masked(host: Host, text: str) -> str:
+    """``text`` without the client's key, nor the one in the environment (set aside while the emulator runs)."""
+    for secret in (host.client.api_key.reveal(), os.environ.get("AMPLITUDE_SECRET_KEY", "")):
+        text = redact(text, secret)
+    return text
 
 
 def _evaluator(shell: InteractiveShell | None, local_ns: dict[str, Any] | None) -> Evaluate | None:
@@ -129,7 +143,7 @@ def _evaluator(shell: InteractiveShell | None, local_ns: dict[str, Any] | None) 
 def parse(host: Host, line: str, *, cell: bool = False, local_ns: dict[str, Any] | None = None) -> Invocation:
     """Parse a line as ``%ampprofile`` does, expanding ``{expr}`` and ``$name`` in the host's namespace."""
     evaluate = _evaluator(host.shell, local_ns)
-    return checked(lambda: parse_line(line, cell=cell, evaluate=evaluate))
+    return checked(lambda: parse_line(line, cell=cell, evaluate=evaluate), host)
 
 
 def ids_from(
@@ -142,10 +156,10 @@ def ids_from(
     try:
         values = evaluate(expression) if evaluate is not None else None
     except Exception as error:
-        message = " ".join(str(error).split())
+        message = _masked(host, " ".join(str(error).split()))
         raise UsageError(f"%ampprofile: {option} {expression}: {type(error).__name__}: {message}") from None
     with paused():
-        return checked(lambda: parse_ids(expression, values))
+        return checked(lambda: parse_ids(expression, values), host)
 
 
 def _bar(total: int) -> Progress:
@@ -276,6 +290,8 @@ def run(host: Host, invocation: Invocation, identities: Sequence[Identity], *, s
         except exc.ProfileError as error:
             return _failed(host, error)
         print(plan.describe())
+        if invocation.out:
+            print(f"{invocation.out} is not bound: a dry run fetches nothing.")
         return None
     try:
         result, batch, summary = fetch(host, invocation, identities)

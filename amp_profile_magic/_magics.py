@@ -15,6 +15,7 @@ from amp_profile_magic._gcpause import paused
 from amp_profile_magic._grammar import parse_body, zip_identities
 from amp_profile_magic._secret import Secret
 from amp_profile_magic._traits import Int
+from amp_profile_magic._words import strip_comment
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -185,7 +186,7 @@ class AmpProfileMagics(Magics):
           In [2]: %ampprofile user=12345 cohorts
           In [3]: %ampprofile_emulator --stop      # back to the previous endpoint and key
         """
-        argument = line.strip()
+        argument = strip_comment(line)
         if argument == "--stop":
             if self._emulator is None:
                 print("The bundled emulator is not running; ProfileClient is unchanged.")
@@ -221,7 +222,7 @@ class AmpProfileMagics(Magics):
         import shlex
 
         try:
-            words = shlex.split(line)
+            words = shlex.split(strip_comment(line))
         except ValueError as error:
             raise UsageError(f"%ampprofile_cassette: {error}") from None
         client = self.client
@@ -284,7 +285,7 @@ class AmpProfileMagics(Magics):
         from amp_profile_magic._store import StoreUnavailable, parse_age
 
         try:
-            words = shlex.split(line)
+            words = shlex.split(strip_comment(line))
         except ValueError as error:
             raise UsageError(f"%ampprofile_store: {error}") from None
         if words in ([], ["info"]):

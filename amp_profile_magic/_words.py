@@ -26,6 +26,7 @@ import math
 import numbers
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -36,10 +37,12 @@ __all__ = [
     "GrammarError",
     "Piece",
     "Word",
+    "article",
     "expand",
     "id_text",
     "quote",
     "split_words",
+    "strip_comment",
 ]
 
 #: Looks a Python expression up in the user's namespace (the magic passes one built on the shell).
@@ -262,9 +265,16 @@ class _Lexer:
             return end
         if char == "}":
             raise GrammarError(f"{_word_around(text, index)}: a lone }} (write }}}} for a literal }})")
-        if char.isspace():
+        if char > "\x7f" and char.isspace():
             raise GrammarError(
                 f"{_word_around(text, index)}: holds U+{ord(char):04X}, a space that is not a word break; "
+                "quote the id if it belongs to it"
+            )
+        if char > "\x7f" and unicodedata.category(char) == "Cf":
+            # Zero-width spaces, byte-order marks (a pasted file's first line), direction marks: invisible, so an
+            # id holding one looks right and is someone else.
+            raise GrammarError(
+                f"{_word_around(text, index)!r}: holds U+{ord(char):04X}, an invisible character; delete it, or "
                 "quote the id if it belongs to it"
             )
         self.plain.append(char)
@@ -285,6 +295,22 @@ class _Lexer:
         return close + 1
 
 
+def strip_comment(text: str) -> str:
+    """``text`` up to its comment: a ``#`` outside quotes at the start of a word (a shell's rule), ends stripped.
+
+    For the magics whose arguments are read with :mod:`shlex`, which also cuts at a ``#`` inside a word.
+    """
+    quote_char: str | None = None
+    for index, char in enumerate(text):
+        if quote_char is not None:
+            quote_char = None if char == quote_char else quote_char
+        elif char in "'\"":
+            quote_char = char
+        elif char == "#" and (index == 0 or text[index - 1].isspace()):
+            return text[:index].strip()
+    return text.strip()
+
+
 def split_words(text: str, *, expand: bool = True, comments: bool = False) -> list[Word]:
     """Split ``text`` into words by the rules above; ``expand=False`` refuses ``$``, ``{`` and ``}`` unquoted.
 
@@ -297,7 +323,10 @@ def _is_missing(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        return math.isnan(float(value))  # NaN, also numpy's
+        try:
+            return math.isnan(float(value))  # NaN, also numpy's
+        except (ArithmeticError, TypeError, ValueError):
+            return False  # a number too large for a float (Fraction(10**400)): id_text says why it is no id
     pandas = sys.modules.get("pandas")
     # pandas is only ever imported by the user here: a missing value can only be pandas' when it is loaded.
     return pandas is not None and (value is pandas.NA or value is pandas.NaT)
@@ -329,19 +358,33 @@ def id_text(value: object, *, float_limit: int | None = None) -> str:
     if isinstance(value, numbers.Integral):
         return str(int(value))
     if isinstance(value, numbers.Real):
-        number = float(value)
+        try:
+            number = float(value)
+        except (ArithmeticError, TypeError, ValueError):
+            raise ValueError(f"= {_shown(value)} is a number no float can hold, so not an id") from None
         if not number.is_integer():
-            raise ValueError(f"= {value!r} is not a whole number, so not an id")
+            raise ValueError(f"= {_shown(value)} is not a whole number, so not an id")
         limit = min(float_limit or EXACT_FLOAT_LIMIT, exact_float_limit(getattr(value, "dtype", None)))
         if abs(number) >= limit:
             # A float32 column rounds 16777217 to 16777216 before it is read: sending it would look up someone else.
             raise ValueError(
-                f"= {value!r} is a float at or above 2**{limit.bit_length() - 1}, which cannot hold an exact integer "
-                "id at its precision; keep such ids as int or str"
+                f"= {_shown(value)} is a float at or above 2**{limit.bit_length() - 1}, which cannot hold an exact "
+                "integer id at its precision; keep such ids as int or str"
             )
         # A numeric id column that pandas made float (because of NaNs elsewhere) still means the integer.
         return str(int(number))
-    raise ValueError(f"is a {type(value).__name__}, not one id")
+    raise ValueError(f"is {article(type(value).__name__)}, not one id")
+
+
+def article(noun: str) -> str:
+    """``an int``, ``a list``: the type name with its article, for messages."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _shown(value: object) -> str:
+    """The value's repr, cut to a message's length (a 400-digit Fraction is not worth 800 characters)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _one_line(text: str) -> str:

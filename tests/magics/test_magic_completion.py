@@ -77,6 +77,8 @@ def test_users_option_offers_namespace_variables(shell: Any) -> None:
     assert offered(shell, "%ampprofile --users user_ids --devices user_i") == [
         "%ampprofile --users user_ids --devices user_ids"
     ]
+    assert offered(shell, "%ampprofile_form --users user_i") == ["%ampprofile_form --users user_ids"]
+    assert "%ampprofile_form --users" in offered(shell, "%ampprofile_form --u")
 
 
 def test_names_inside_braces_still_come_from_ipython(shell: Any) -> None:

@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 
 from amp_profile_magic.emulator import Emulator
 
-from .helpers import api_requests
+from .helpers import api_requests, magics_of
 
 
 def sent(emulator: Emulator) -> list[dict[str, str]]:
@@ -295,6 +295,11 @@ def test_cell_body_quoting_rules(shell: Any, emulator: Emulator) -> None:
         ("$uid", "line 1: $uid: $, { and } are expanded only"),
         ("o'brien", "line 1: o'brien: no closing '"),
         ("john smith", "line 1: 'smith' is a second bare id; one lookup per line, and an id with spaces is quoted"),
+        (
+            "user=a b  # who",
+            "line 1: 'b' is a second bare id; one lookup per line, and an id with spaces is quoted: user='a b'",
+        ),
+        ("12345\n\u200b678", "line 2: '\\u200b678': holds U+200B, an invisible character"),
         ("1,2", "line 1: user=1,2: one id per user="),
         ("user='   '", "line 1: user='   ': the id is blank"),
         ("ab'c'", "line 1: ab'c': a quote goes around a whole value"),
@@ -304,6 +309,60 @@ def test_cell_body_refuses_what_it_would_change(shell: Any, emulator: Emulator, 
     """An expansion, a misplaced quote, two bare words or an unquoted comma in the body is a UsageError."""
     shell.user_ns["uid"] = "12345"
     assert named in refused(shell, emulator, "cohorts", body)
+
+
+def test_a_byte_order_mark_opening_the_body_is_not_part_of_the_first_id(shell: Any, emulator: Emulator) -> None:
+    """Ids pasted from a file that starts with a byte-order mark are sent without it."""
+    shell.run_cell_magic("ampprofile", "cohorts", "\ufeff12345\nuser-00002\n")
+    assert sorted(entry["user_id"] for entry in sent(emulator)) == ["12345", "user-00002"]
+
+
+def test_magic_lines_take_a_trailing_comment(shell: Any, emulator: Emulator) -> None:
+    """A word starting with # ends the line, as in the README's examples; a # inside a value or quoted is kept."""
+    shell.user_ns["ids"] = ["12345"]
+    shell.run_line_magic("ampprofile", "user=12345 cohorts   # the documented example")
+    shell.run_line_magic("ampprofile", "user=a#b cohorts #c")
+    shell.run_line_magic("ampprofile", "user='# quoted' cohorts")
+    shell.run_cell_magic("ampprofile", "cohorts  # one per line", "user-00002")
+    shell.run_line_magic("ampprofile", "--users ids props  # from a list")
+    assert [entry["user_id"] for entry in sent(emulator)] == ["12345", "a#b", "# quoted", "user-00002", "12345"]
+
+
+def test_the_other_magics_take_a_trailing_comment(shell: Any, emulator: Emulator, capsys: Any) -> None:
+    """%ampprofile_store, %ampprofile_cassette and %ampprofile_emulator read a trailing # comment as a comment."""
+    shell.run_line_magic("ampprofile_store", "  # where is it?")
+    shell.run_line_magic("ampprofile_cassette", "# which mode?")
+    shell.run_line_magic("ampprofile_emulator", "--stop   # back to the previous endpoint")
+    printed = capsys.readouterr().out
+    assert "Local profile store" in printed
+    assert "Cassette: off" in printed
+    assert "Stopped the bundled emulator" in printed or "is not running" in printed
+
+
+def test_the_out_name_is_bound_as_python_reads_it(shell: Any, emulator: Emulator) -> None:
+    """-o with a name Python normalises (full-width letters) binds the name that typing it reaches."""
+    shell.run_line_magic("ampprofile", "user=12345 cohorts -o \uff46\uff4f\uff4f")
+    assert "foo" in shell.user_ns
+    assert "\uff46\uff4f\uff4f" not in shell.user_ns
+    assert shell.run_cell("foo.shape").result == (3, 3)
+
+
+def test_an_expression_error_quoting_the_key_is_masked(shell: Any, emulator: Emulator, monkeypatch: Any) -> None:
+    """What a user's expression raised is shown without the key, the configured one or the environment's."""
+    canary = "CANARY-EXPR-1f9e"
+    monkeypatch.setenv("AMPLITUDE_SECRET_KEY", canary)
+    shell.user_ns["configured"] = magics_of(shell).client.api_key.reveal()
+    for line in (
+        "user={int(__import__('os').environ['AMPLITUDE_SECRET_KEY'])} props",
+        "--users int(__import__('os').environ['AMPLITUDE_SECRET_KEY']) props",
+        "user={int(configured)} props",
+        "--users int(configured) props",
+    ):
+        message = refused(shell, emulator, line)
+        assert "invalid literal for int()" in message
+        assert "********" in message
+        assert canary not in message
+        assert shell.user_ns["configured"] not in message
 
 
 def test_cell_header_undefined_name_is_refused(shell: Any, emulator: Emulator) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
@@ -180,7 +182,18 @@ BAD_LINES = [
     ("user=12345 cohorts -o get_ipython", "-o 'get_ipython': the kernel needs that name"),
     ("user=12345 cohorts -o __builtins__", "-o '__builtins__': the kernel needs that name"),
     ("user=12345 cohorts -o Out", "the kernel needs that name"),
-    ("user=12345 cohorts cohorts", "'cohorts' given twice"),
+    ("user=12345 cohorts -o _oh", "-o '_oh': IPython keeps its input and output history in that name"),
+    ("user=12345 cohorts -o _dh", "IPython keeps its input and output history"),
+    ("user=12345 cohorts -o _i3", "IPython keeps its input and output history"),
+    ("user=12345 cohorts -o _", "IPython keeps its input and output history"),
+    ("user=12345 cohorts cohorts", "'cohorts' given twice; give it once"),
+    ("user=12345 user=1 cohorts", "user= given twice: one lookup per line; several ids go in --users"),
+    ("user=12345 recs=a recs=b", "'recs' given twice; give it once, with several ids separated by commas: recs=a,b"),
+    ("user=12345 recs=a rec_type=model rec_type=random", "'rec_type' given twice; give it once"),
+    ("=12345 cohorts", "=12345: a keyword is missing before the =, e.g. user=12345"),
+    ("user=12345 COHORTS", "keywords are lower case: 'cohorts'"),
+    ("user=\u200b12345 cohorts", "holds U+200B, an invisible character"),
+    ("user=12345\ufeff cohorts", "holds U+FEFF, an invisible character"),
     ("user=1,2 cohorts", "comma"),
     ("user='12345 cohorts", "quote"),
     ("user=12345 --users ids cohorts", "not both"),
@@ -210,10 +223,13 @@ def test_bad_lines_raise_usage_error_naming_the_token_and_send_nothing(
         (pd.Series(["12345", None]), "ids: the id at position 1 is missing"),
         ([], "is empty"),
         ({"a": 1}, "is a mapping"),
-        (42, "is a int"),
+        (42, "is an int"),
         (["12345", 3.5], "position 1 = 3.5 is not a whole number"),
+        (np.array("1"), "ids could not be read as a list of ids: TypeError: iteration over a 0-d array"),
+        ((1 // 0 for _ in range(1)), "ids could not be read as a list of ids: ZeroDivisionError"),
+        ([Fraction(10**400)], "position 0 = Fraction(1000"),
     ],
-    ids=["str", "DataFrame", "NaN", "None-in-Series", "empty", "dict", "int", "float"],
+    ids=["str", "DataFrame", "NaN", "None-in-Series", "empty", "dict", "int", "float", "0-d", "raising", "huge"],
 )
 def test_unusable_batches_are_refused_before_sending(shell: Any, emulator: Emulator, value: object, named: str) -> None:
     """A str, a whole DataFrame, NaN/None ids, an empty list or a mapping is a UsageError; nothing is sent."""

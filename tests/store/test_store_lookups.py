@@ -146,7 +146,7 @@ def test_a_store_only_dry_run_names_what_it_would_miss(shell: Any, run: Any, emu
     shell.user_ns["some"], shell.user_ns["more"] = IDS[:1], IDS[:3]
     run("%ampprofile --users some props -o a")
     plan = run("%ampprofile --users more props --store-only --dry-run").stdout
-    assert "1 requests already answered; 0 to send" in plan, plan
+    assert "1 request already answered; 0 to send" in plan, plan
     assert "Store-only: 2 lookups are not in the local store (or are older than max_age)" in plan, plan
     assert len(api_requests(emulator)) == 1
 
