@@ -59,10 +59,14 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
     except OSError as error:
         raise ConfigFileError(f"cannot read {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path} is not UTF-8 text, so not a JSON config; fix or remove it first") from None
     if not text.strip():
         return {}
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ConfigFileError(f"{path} nests too deeply to be a config; fix or remove it first") from None
     except ValueError as error:
         raise ConfigFileError(f"{path} is not valid JSON ({error}); fix or remove it first") from error
     if not isinstance(data, dict):
@@ -74,6 +78,9 @@ def _read(path: Path) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ConfigFileError(f"{path}: {section} is not a JSON object")
         extensions = value.get("extensions")
+        if "extensions" in value and extensions is None:
+            value["extensions"] = []  # null lists nothing: read (and, if enabling, written) as an empty list
+            continue
         if extensions is not None and not (
             isinstance(extensions, list) and all(isinstance(item, str) for item in extensions)
         ):
@@ -209,7 +216,8 @@ def status(out: Any = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amp-profile-magic",
-        description="Load the %ampprofile magics in every new IPython kernel (no %load_ext needed), or stop.",
+        description="Load the %ampprofile magics in every new IPython kernel (no %load_ext needed), or stop; show "
+        "or clear the local profile store.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{enable,disable,status,store}")
     for name, text in (
@@ -259,7 +267,7 @@ def store_command(action: str, *, older_than: str | None, path: str | None) -> i
     if directory is None:
         given = "--path" if path is not None else "AMPLITUDE_PROFILE_STORE"
         print(f"The local profile store is off ({given}={setting}).")
-        return 0
+        return 1 if action == "info" else 0  # info: a script can tell a store that is there from one that is off
     if action == "info":
         if older_than is not None:
             print("amp-profile-magic: --older-than goes with clear.", file=sys.stderr)

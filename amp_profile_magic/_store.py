@@ -584,7 +584,10 @@ def clear_store(directory: Path, *, older_than: float | None = None) -> str:
             deleted = store.clear(older_than=older_than)
         elif older_than is None:
             store.close()
-            removed = remove_files(directory)
+            try:
+                removed = remove_files(directory)
+            except OSError as error:  # not a file SQLite could open, nor one to unlink: a directory in the way
+                raise StoreUnavailable(f"cannot clear {path} ({_describe(error)}): move it away by hand") from None
             return f"Removed the unusable local profile store ({store.disabled}): {', '.join(map(str, removed))}."
         else:
             raise StoreUnavailable(f"cannot clear part of {path}: {store.disabled}; clear all of it instead")

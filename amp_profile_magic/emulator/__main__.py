@@ -8,6 +8,7 @@ SIGTERM and exits 0.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import sys
 import threading
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until SIGINT or SIGTERM; return the exit status (0 after a clean stop)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not _loopback(args.host):
+        # Plain HTTP off this machine: the client would refuse to send it the key, and others could reach it.
+        parser.error(f"--host {args.host}: the emulator serves plain HTTP on this machine only (127.0.0.1, ::1)")
     try:
         faults = Faults(
             latency=args.latency,
@@ -93,13 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a clean stop and exit 0 (uvicorn's own handling would re-raise SIGTERM after shutting down).
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    with emulator:
+    try:
+        emulator.start()
+    except (OSError, OverflowError) as exc:  # a port in use or out of range, an address this machine lacks
+        parser.exit(1, f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {exc}\n")
+    try:
         sys.stdout.write(f"AMPLITUDE_PROFILE_URL={emulator.url}\nAMPLITUDE_SECRET_KEY={emulator.api_key}\n")
         sys.stdout.flush()
         # A timed wait, so the main thread regularly returns to the interpreter to run handlers.
         while not stop.wait(0.5):
             pass
+    finally:
+        emulator.stop()
     return 0
+
+
+def _loopback(host: str) -> bool:
+    # The package's is_loopback, kept here too: the emulator imports nothing from the package it stands beside.
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

@@ -390,8 +390,11 @@ class EmulatorApp:
             if comp_ids:
                 for comp_id in comp_ids:
                     # A known computation the user lacks is null under its name; an unknown id is
-                    # null under the id itself, since there is no name to report.
-                    props[catalogue.get(comp_id, comp_id)] = profile.computations.get(comp_id)
+                    # null under the id itself, since there is no name to report. A null never replaces a
+                    # value already there (an unknown id spelled like a property or another computation's name).
+                    name, value = catalogue.get(comp_id, comp_id), profile.computations.get(comp_id)
+                    if value is not None or name not in props:
+                        props[name] = value
             else:
                 for comp_id, value in profile.computations.items():
                     props[catalogue.get(comp_id, comp_id)] = value

@@ -202,7 +202,8 @@ class Dataset:
 
     def _user_index(self, user_id: str) -> int | None:
         digits = user_id.removeprefix("user-")
-        if digits == user_id or not digits.isdigit():
+        # ASCII digits only, and not past any index: str.isdigit() also takes "²", which int() then refuses.
+        if digits == user_id or not (digits.isascii() and digits.isdigit()) or len(digits) > 20:
             return None
         index = int(digits)
         if index >= self.users or self._user_id(index) != user_id:

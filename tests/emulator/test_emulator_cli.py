@@ -10,6 +10,7 @@ import sys
 import httpx
 import pytest
 
+from amp_profile_magic.emulator import Emulator
 from amp_profile_magic.emulator.__main__ import main
 
 
@@ -102,3 +103,33 @@ def test_cli_rejects_invalid_fault_rates(capsys: pytest.CaptureFixture[str]) -> 
         main(["--error-rate", "1.5"])
     assert exited.value.code == 2
     assert "error_rate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["--port", "99999"], "cannot listen on 127.0.0.1:99999"),
+        (["--host", "0.0.0.0"], "--host 0.0.0.0: the emulator serves plain HTTP on this machine only"),
+        (["--host", "no.such.host.invalid"], "on this machine only"),
+    ],
+)
+def test_cli_refuses_addresses_it_cannot_or_must_not_serve(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], named: str
+) -> None:
+    """A port out of range or an address off this machine is one error line and a non-zero exit, no traceback."""
+    with pytest.raises(SystemExit) as exited:
+        main(arguments)
+    assert exited.value.code in (1, 2)
+    error = capsys.readouterr().err
+    assert named in error
+    assert "Traceback" not in error
+
+
+def test_cli_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port another server holds is one error line and exit status 1."""
+    with Emulator() as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        with pytest.raises(SystemExit) as exited:
+            main(["--port", str(port)])
+    assert exited.value.code == 1
+    assert f"cannot listen on 127.0.0.1:{port}:" in capsys.readouterr().err

@@ -21,6 +21,16 @@ def test_unknown_user_answers_documented_error(get_profile: GetProfile) -> None:
     assert response.content == b'{"error":"User id and device id not seen before"}'
 
 
+@pytest.mark.parametrize(
+    "user_id", ["user-\u00b2", "user-\u0663", "user-" + "9" * 5000], ids=["superscript", "arabic-indic", "5000-digits"]
+)
+def test_ids_that_look_like_synthetic_users_are_unknown_not_a_crash(get_profile: GetProfile, user_id: str) -> None:
+    """A synthetic-looking id with non-ASCII or too many digits is an unknown user (400), never a 500."""
+    response = get_profile(user_id=user_id, get_amp_props="true")
+    assert response.status_code == 400
+    assert response.content == b'{"error":"User id and device id not seen before"}'
+
+
 def test_unknown_user_status_is_configurable(make_emulator: MakeEmulator) -> None:
     """unknown_user_status changes the status of the not-seen-before error but not its body."""
     _, http = make_emulator(unknown_user_status=404)

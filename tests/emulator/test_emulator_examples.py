@@ -108,6 +108,16 @@ def test_computations_by_several_ids_with_unknown_and_missing(get_profile: GetPr
     }
 
 
+def test_an_unknown_comp_id_never_replaces_a_value(get_profile: GetProfile) -> None:
+    """An unknown comp id spelled like a computation's name or a property adds nothing over the value there."""
+    either_order = ("t14bqib,computed-prop-2", "computed-prop-2,t14bqib")
+    for comp_ids in either_order:
+        response = get_profile(user_id="12345", get_computations="true", comp_id=comp_ids)
+        assert response.json()["userData"]["amp_props"] == {"computed-prop-2": "3"}
+    merged = get_profile(user_id="12345", get_amp_props="true", get_computations="true", comp_id="library")
+    assert merged.json()["userData"]["amp_props"]["library"] == DOC_PROPS["library"]
+
+
 def test_comp_id_without_get_computations_is_ignored(get_profile: GetProfile) -> None:
     """comp_id alone does not ask for computations, so amp_props stays null."""
     response = get_profile(user_id="12345", comp_id="t14bqib")

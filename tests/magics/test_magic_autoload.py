@@ -112,22 +112,38 @@ def test_disable_of_our_only_setting_removes_the_file(ipython_dir: Path, capsys:
         ("[1, 2]", "does not hold a JSON object"),
         ('{"IPKernelApp": {"extensions": "amp_profile_magic"}}', "IPKernelApp.extensions is not a list"),
         ('{"IPKernelApp": []}', "IPKernelApp is not a JSON object"),
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+        ("[" * 100_000 + "]" * 100_000, "nests too deeply to be a config"),
     ],
+    ids=["not-json", "list", "extensions-str", "section-list", "utf-16", "deep"],
 )
 def test_unusable_config_is_left_untouched(
-    ipython_dir: Path, capsys: pytest.CaptureFixture[str], content: str, named: str
+    ipython_dir: Path, capsys: pytest.CaptureFixture[str], content: str | bytes, named: str
 ) -> None:
     """A config file that is not the expected JSON is reported in one line and not rewritten."""
     path = _user_file(ipython_dir)
     path.parent.mkdir(parents=True)
-    path.write_text(content)
+    raw = content if isinstance(content, bytes) else content.encode()
+    path.write_bytes(raw)
     for command in ("enable", "disable"):
         code, _, err = _main(capsys, command)
         assert code == 1
         assert named in err
         assert "Nothing was changed." in err
         assert "Traceback" not in err
-        assert path.read_text() == content
+        assert path.read_bytes() == raw
+
+
+def test_a_null_extensions_list_reads_as_empty(ipython_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ "extensions": null lists nothing: status says no, enable makes it a list holding the extension."""
+    path = _user_file(ipython_dir)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"IPKernelApp": {"extensions": null}}')
+    assert _main(capsys, "disable")[0] == 0
+    assert _main(capsys, "status")[0] == 0
+    code, _, err = _main(capsys, "enable")
+    assert code == 0, err
+    assert json.loads(path.read_text()) == {"IPKernelApp": {"extensions": ["amp_profile_magic"]}}
 
 
 def test_status_reports_each_scope_and_the_effect(ipython_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,8 +148,15 @@ def test_cli_store_info_and_clear(store_dir: Path) -> None:
         assert bad.returncode == 1
         assert "not an age" in bad.stderr
         assert "Traceback" not in bad.stderr
-    off = subprocess.run([*command, "--path", "off"], check=True, **options)
+    off = subprocess.run([*command, "--path", "off"], check=False, **options)
     assert off.stdout.strip() == "The local profile store is off (--path=off)."
+    assert off.returncode == 1  # as for a store that cannot be used: a script can tell
+    directory_in_the_way = store_dir.parent / "dir-store"
+    (directory_in_the_way / "profiles.sqlite3").mkdir(parents=True)
+    blocked = subprocess.run([*command, "clear", "--path", str(directory_in_the_way)], check=False, **options)
+    assert blocked.returncode == 1
+    assert "Is a directory): move it away by hand" in blocked.stderr
+    assert "Traceback" not in blocked.stderr
     # An empty --path is refused before anything is cleared: it meant the default store, not $AMPLITUDE_PROFILE_STORE.
     for action in ("info", "clear"):
         empty = subprocess.run([*command, action, "--path", " "], check=False, **options)
