@@ -25,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="amp-profile-emulator",
         description="Serve a local emulator of Amplitude's User Profile API until SIGINT/SIGTERM.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to bind: 127.0.0.1, ::1 or localhost (default: %(default)s)",
+    )
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and faults")
     parser.add_argument("--users", type=int, default=5000, help="number of synthetic users")
