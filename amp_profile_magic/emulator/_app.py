@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from ._data import Dataset, Profile
 from ._faults import NO_FAULTS, Faults
-from ._log import LoggedRequest, RequestLog
+from ._log import LoggedRequest, RequestLog, logged_value
 from ._throttle import RateWindow
 
 __all__ = ["DeliberateDrop", "EmulatorApp"]
@@ -48,8 +48,11 @@ MALFORMED_HTML_BODY = (
     b"<!DOCTYPE html>\n<html><head><title>Service temporarily unavailable</title></head>\n"
     b"<body><h1>Service temporarily unavailable</h1><p>Please try again later.</p></body></html>\n"
 )
-# Both caches are keyed by client-chosen query strings; clearing when full bounds their memory.
+# Both caches are keyed by client-chosen query strings; clearing when full bounds their memory, and only short
+# queries and small answers are kept, so a few huge requests cannot hold gigabytes (8,192 × a 60 KB query).
 _CACHE_LIMIT = 8192
+_CACHED_QUERY_BYTES = 4096
+_CACHED_ANSWER_BYTES = 256 * 1024
 
 
 class DeliberateDrop(Exception):
@@ -288,7 +291,8 @@ class EmulatorApp:
         return [(b"retry-after", str(seconds).encode())] if self.throttle_retry_after else []
 
     def _record(self, at: float, method: str, path: str, *, query: bytes, status: int, fault: str | None) -> None:
-        params = dict(self._params(query))  # a copy: the cached dict must not be shared with callers
+        # A copy (the cached dict must not be shared with callers), each value cut to what a log needs to show.
+        params = {name: logged_value(value) for name, value in self._params(query).items()}
         self.log.add(LoggedRequest(at=at, method=method, path=path, params=params, status=status, fault=fault))
 
     # -- admin ------------------------------------------------------------------------------------
@@ -315,9 +319,10 @@ class EmulatorApp:
         if params is None:
             # Later duplicates win, as most web frameworks do.
             params = dict(parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True))
-            if len(self._params_cache) >= _CACHE_LIMIT:
-                self._params_cache.clear()
-            self._params_cache[query] = params
+            if len(query) <= _CACHED_QUERY_BYTES:
+                if len(self._params_cache) >= _CACHE_LIMIT:
+                    self._params_cache.clear()
+                self._params_cache[query] = params
         return params
 
     def _answer(self, query: bytes) -> tuple[int, bytes]:
@@ -325,9 +330,10 @@ class EmulatorApp:
         cached = self._answer_cache.get(query)
         if cached is None:
             cached = self._compute_answer(self._params(query))
-            if len(self._answer_cache) >= _CACHE_LIMIT:
-                self._answer_cache.clear()
-            self._answer_cache[query] = cached
+            if len(query) <= _CACHED_QUERY_BYTES and len(cached[1]) <= _CACHED_ANSWER_BYTES:
+                if len(self._answer_cache) >= _CACHE_LIMIT:
+                    self._answer_cache.clear()
+                self._answer_cache[query] = cached
         return cached
 
     def _compute_answer(self, params: dict[str, str]) -> tuple[int, bytes]:

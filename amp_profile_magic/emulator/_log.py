@@ -6,17 +6,27 @@ import threading
 from collections import Counter, deque
 from dataclasses import dataclass
 
-__all__ = ["LOG_LIMIT", "LoggedRequest", "RequestLog"]
+__all__ = ["LOGGED_VALUE_LIMIT", "LOG_LIMIT", "LoggedRequest", "RequestLog", "logged_value"]
 
 #: How many of the most recent requests the log keeps; counters count every request.
 LOG_LIMIT = 100_000
+#: Characters of one parameter value the log keeps: 100,000 entries of a 60 KB value each would be 6 GB.
+LOGGED_VALUE_LIMIT = 4096
+
+
+def logged_value(value: str) -> str:
+    """``value``, or its first :data:`LOGGED_VALUE_LIMIT` characters and how many there were."""
+    if len(value) <= LOGGED_VALUE_LIMIT:
+        return value
+    return f"{value[:LOGGED_VALUE_LIMIT]}… ({len(value):,} characters)"
 
 
 @dataclass(frozen=True)
 class LoggedRequest:
     """One request to the emulated API, as answered.
 
-    ``at`` is ``time.monotonic()`` on arrival; ``params`` the query parameters (last value wins);
+    ``at`` is ``time.monotonic()`` on arrival; ``params`` the query parameters (last value wins; a value past
+    :data:`LOGGED_VALUE_LIMIT` characters is cut, see :func:`logged_value`);
     ``status`` the HTTP status sent, or 0 for a dropped connection; ``fault`` the injected fault
     (``"throttle"``, ``"error"``, ``"drop"``, ``"malformed"``, ``"slow"``) or None. Request headers,
     and so the API key, are never recorded.

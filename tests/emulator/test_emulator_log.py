@@ -29,6 +29,18 @@ def test_log_records_each_request(fresh: Emulator, fresh_client: httpx.Client) -
     assert fresh.request_count == 3
 
 
+def test_huge_values_are_logged_cut_and_never_cached(fresh: Emulator, fresh_client: httpx.Client) -> None:
+    """A 60 KB parameter is logged as its first 4,096 characters and its length, and kept in no cache."""
+    pad = "x" * 60_000
+    for _ in range(2):
+        answer = fresh_client.get("/v1/userprofile", params={"user_id": "12345", "get_amp_props": "true", "pad": pad})
+        assert answer.status_code == 200
+    logged = [entry.params["pad"] for entry in fresh.requests]
+    assert logged == [f"{'x' * 4096}… (60,000 characters)"] * 2
+    app = fresh._app
+    assert all(len(query) <= 4096 for query in (*app._params_cache, *app._answer_cache))
+
+
 def test_log_entries_are_frozen_copies(fresh: Emulator, fresh_client: httpx.Client) -> None:
     """Changing a logged entry's params does not change later answers or log entries."""
     fresh_client.get("/v1/userprofile", params={"user_id": "12345"})
