@@ -385,6 +385,19 @@ class RequestPlan(NamedTuple):
         return "\n".join(lines)
 
 
+_CREDENTIALS_IN_ENDPOINT = (
+    "ProfileClient.endpoint holds a user name or password (user:…@host), which %config listings, errors and logs "
+    "would show; the API needs none (the secret key goes in ProfileClient.api_key): remove it"
+)
+
+
+def _has_credentials(url: str) -> bool:
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # unparsable: the endpoint check says so, in its own words
+        return False
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
@@ -564,7 +577,10 @@ class ProfileClient(Configurable):
     def _endpoint_stripped(self, proposal: Mapping[str, Any]) -> str:
         # A pasted URL's trailing newline was reported as an unreadable proxy setting; a leading space as a
         # network failure.
-        return str(proposal["value"]).strip()
+        value = str(proposal["value"]).strip()
+        if _has_credentials(value):
+            raise TraitError(_CREDENTIALS_IN_ENDPOINT)
+        return value
 
     @default("store")
     def _default_store(self) -> str:
@@ -942,6 +958,8 @@ class ProfileClient(Configurable):
     def _check_settings(self) -> None:
         if self.region == "eu":
             raise exc.UnsupportedRegion("The User Profile API is not available in Amplitude's EU data region.")
+        if _has_credentials(self.endpoint):  # before any message quotes the URL: it would show the password
+            raise exc.ConfigurationError(_CREDENTIALS_IN_ENDPOINT + " (from $AMPLITUDE_PROFILE_URL?)")
         try:
             parts = urlsplit(self.endpoint)
             parts.port  # noqa: B018 - raises ValueError on a bad port

@@ -111,6 +111,25 @@ def test_the_endpoint_is_stripped_and_an_unparsable_one_is_one_line(monkeypatch:
         client.lookup(user_id="1")
 
 
+def test_an_endpoint_with_a_password_is_refused_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """user:password@ in the endpoint is refused when set, and on use when it came from the environment; no
+    message quotes the password, and nothing is sent."""
+    from traitlets import TraitError
+
+    from amp_profile_magic import ConfigurationError
+
+    canary = "CANARY-PW-77aa"
+    with pytest.raises(TraitError, match="holds a user name or password") as raised:
+        ProfileClient(endpoint=f"https://someone:{canary}@profile-api.example")
+    assert canary not in str(raised.value)
+    monkeypatch.setenv("AMPLITUDE_PROFILE_URL", f"http://someone:{canary}@127.0.0.1:9")
+    with pytest.raises(ConfigurationError, match="holds a user name or password") as failed:
+        ProfileClient(api_key="k").lookup(user_id="1")
+    assert canary not in str(failed.value)
+    # An @ after the host (in the query) is no credential.
+    assert ProfileClient(endpoint="https://x.example/?tag=a@b").endpoint == "https://x.example/?tag=a@b"
+
+
 def test_valid_settings_still_accepted() -> None:
     """Small positive values and integers pass unchanged (as floats)."""
     client = ProfileClient(requests_per_minute=1, timeout=0.01, backoff_initial=1e-6, max_retry_after=5)
