@@ -286,7 +286,14 @@ def store_command(action: str, *, older_than: str | None, path: str | None) -> i
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    arguments = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # argparse reads "-1d" after --older-than as an option of its own ("expected one argument"): joined with =,
+    # the value reaches parse_age, which says what is wrong with it.
+    for index in range(len(given) - 1):
+        if given[index] == "--older-than" and given[index + 1].startswith("-"):
+            given[index : index + 2] = [f"--older-than={given[index + 1]}"]
+            break
+    arguments = _parser().parse_args(given)
     if arguments.command == "status":
         return status()
     if arguments.command == "store":

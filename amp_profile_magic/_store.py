@@ -675,7 +675,9 @@ def parse_age(text: str) -> float:
         number = float(value)
     except ValueError:
         raise ValueError(f"{text!r} is not an age: use a number with d, h, m or s, e.g. 7d or 12h") from None
-    if not number >= 0:  # negative, or NaN
+    if math.isnan(number):
+        raise ValueError(f"{text!r} is not an age: use a number with d, h, m or s, e.g. 7d or 12h")
+    if number < 0:
         raise ValueError(f"{text!r} is not an age: it must be zero or more")
     if not math.isfinite(number * multiplier):  # inf, or 1e400d
         raise ValueError(f"{text!r} is not an age: it must be a finite number")

@@ -143,7 +143,7 @@ def test_cli_store_info_and_clear(store_dir: Path) -> None:
     cleared = subprocess.run([*command, "clear", "--older-than", "1h"], check=False, **options)
     assert cleared.returncode == 0, cleared.stderr
     assert "Deleted 1 stored answer " in cleared.stdout
-    for age in ("soon", "inf"):
+    for age in ("soon", "inf", "nan", "-1d"):  # -1d after a space too: not taken for an option
         bad = subprocess.run([*command, "clear", "--older-than", age], check=False, **options)
         assert bad.returncode == 1
         assert "not an age" in bad.stderr
