@@ -104,7 +104,10 @@ def settled(response: httpx.Response, body: bytes) -> httpx.Response:
     """A finished copy of a streamed ``response`` holding ``body``, already decoded, for code that reads ``.text``."""
     import httpx
 
-    headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in _FRAMING_HEADERS]
+    # The raw bytes: decoded values re-encode as ASCII, so a "Server: Café" header raised a raw UnicodeEncodeError.
+    headers = [
+        (name, value) for name, value in response.headers.raw if name.decode("latin-1").lower() not in _FRAMING_HEADERS
+    ]
     copy = httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
     # JSON is UTF-8 (RFC 8259) whatever charset the Content-Type names: a server's (or an edited cassette's)
     # "charset=utf-16" on a UTF-8 body made .text raise a raw UnicodeError after the body had parsed.

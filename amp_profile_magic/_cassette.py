@@ -259,7 +259,9 @@ def _kept_headers(response: httpx.Response) -> dict[str, str]:
     return {
         name: value
         for name, value in ((name.lower(), value) for name, value in response.headers.items())
-        if name in _KEPT_HEADERS or name.startswith(_KEPT_HEADER_PREFIXES)
+        # A header the cassette could not replay (non-ASCII, as a "Location: https://exé.com/") is not recorded: it
+        # would make the whole file unreadable.
+        if (name in _KEPT_HEADERS or name.startswith(_KEPT_HEADER_PREFIXES)) and _header_text(value)
     }
 
 

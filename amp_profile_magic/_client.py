@@ -184,12 +184,23 @@ class _BatchStats:
 class _StoreView:
     """The local store as one batch sees it: one project, one endpoint, one freshness rule."""
 
-    def __init__(self, store: ProfileStore, *, project: str, endpoint: str, max_age: float, policy: str) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        *,
+        project: str,
+        endpoint: str,
+        max_age: float,
+        policy: str,
+        sent_with: tuple[Secret, str],
+    ) -> None:
         self.store = store
         self.project = project
         self.endpoint = endpoint
         self.max_age = max_age
         self.policy = policy
+        #: The client's (key, endpoint) settings the project and endpoint above were derived from.
+        self.sent_with = sent_with
 
     def lookup(self, keys: Iterable[Sequence[str]]) -> dict[str, StoredAnswer]:
         if self.policy == "refresh":
@@ -898,7 +909,13 @@ class ProfileClient(Configurable):
             endpoint=f"{self.endpoint.rstrip('/')}{API_PATH}",
             max_age=self.max_age,
             policy=policy,
+            sent_with=self._sending_with(),
         )
+
+    def _sending_with(self) -> tuple[Secret, str]:
+        """The settings that decide whose answers a request gets: the key (the object, so any new one differs)
+        and the endpoint."""
+        return (self.api_key, self.endpoint)
 
     def _outcome(
         self, query: ProfileQuery, cancel: threading.Event, view: _StoreView | None, stats: _BatchStats
@@ -943,17 +960,24 @@ class ProfileClient(Configurable):
                     return load_body(answer.body)
                 except ValueError:
                     pass
+        before = self._sending_with()
         try:
             answer_ = self._request_with_retries(params, cancel, stats)
         except exc.UnknownUser as error:
             # Permanent for this user: stored too, so a repeated cell costs nothing. Transient failures never are.
-            if view is not None:
+            if view is not None and self._keeps(view, before):
                 view.put(params, kind="unknown_user", status=error.status or 0, body=error.api_message or "")
             raise
-        if view is not None:
+        if view is not None and self._keeps(view, before):
             # Its text is redacted already (see _redacted): a proxy that echoes the key must not put it on disk.
             view.put(params, kind="ok", status=200, body=answer_.text)
         return answer_.payload
+
+    def _keeps(self, view: _StoreView, before: tuple[Secret, str]) -> bool:
+        """Whether an answer goes to ``view``: not when the key or endpoint changed during the batch (a %config in
+        another cell while the form's batch runs), which would file one project's answers under another's."""
+        now = self._sending_with()
+        return before[0] is now[0] is view.sent_with[0] and before[1] == now[1] == view.sent_with[1]
 
     def _check_settings(self) -> None:
         if self.region == "eu":
@@ -1166,6 +1190,14 @@ class ProfileClient(Configurable):
             BadEncoding,
         ) as error:
             failure = _bare(error) if isinstance(error, exc.ProfileError) else self._translate(error, params)
+        except RuntimeError:
+            if not http.is_closed:
+                raise
+            # close(), or a connection setting changed, while this request was on its way: retried, on a new pool.
+            failure = exc.ConnectionFailed(
+                "The connection pool was closed during the request (close(), or a setting "
+                "changed); the request is sent again."
+            )
         if interrupted:
             # Ctrl-C mid-request: a fresh KeyboardInterrupt, so the one raised deep in httpcore (whose frames hold
             # the request) is not what IPython shows.
@@ -1294,7 +1326,19 @@ def _payload(response: httpx.Response, secret: Secret | None = None) -> Any:
     text = redact(response.text, secret.reveal() if secret else "")
     # Redacted again once decoded: a body may spell the key in \u escapes, which only json.loads turns back into it.
     message = redact(_error_text(text), secret.reveal() if secret else "")
-    _raise_failure(response, where, message, text.strip(), secret)
+    _raise_failure(response, where, message, _decoded_quote(text.strip(), secret), secret)
+
+
+def _decoded_quote(text: str, secret: Secret | None) -> str:
+    """A JSON body as quoted in a message: with ``\\u`` escapes, decoded and redacted again (they may spell the key)."""
+    if "\\u" not in text:
+        return text
+    try:
+        decoded = json.dumps(json.loads(text), ensure_ascii=False)
+        decoded.encode("utf-8")  # a lone surrogate decoded is not text a kernel can send
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return text  # not JSON: no escapes to decode
+    return redact(decoded, secret.reveal() if secret else "")
 
 
 def _raise_failure(response: httpx.Response, where: str, message: str, shown: str, secret: Secret | None) -> NoReturn:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from amp_profile_magic import MalformedResponse, ProfileClient, ProfileQuery, UnexpectedResponse
+from amp_profile_magic import MalformedResponse, ProfileClient, ProfileError, ProfileQuery, UnexpectedResponse
 from tests.client.conftest import FAST
 from tests.client.scripted import Head, ScriptedServer, answer
 from tests.conftest import CANARY_KEY
@@ -31,6 +31,12 @@ def _hostile(server: ScriptedServer, conn: socket.socket, head: Head) -> None:
     auth = head.headers["authorization"]
     if user == "error-escaped":
         answer(conn, 400, ('{"error": "rejected header: ' + _escaped(auth) + '"}').encode())
+    elif user.startswith("error-escaped-"):  # error-escaped-401, error-escaped-503
+        answer(conn, int(user.rpartition("-")[2]), ('{"error": "proxy saw: ' + _escaped(auth) + '"}').encode())
+    elif user == "latin-header":
+        head = b"HTTP/1.1 200 OK\r\nServer: Caf\xc3\xa9/1.0\r\nX-Where: \xe9t\xe9\r\nContent-Type: application/json\r\n"
+        body = _profile(user, '{"a": 1}')
+        conn.sendall(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     elif user == "echo-plain":
         answer(conn, 200, _profile(user, json.dumps({"seen": auth})))
     elif user == "echo-escaped":
@@ -70,6 +76,27 @@ def test_a_key_escaped_in_an_error_body_is_masked_once_decoded(hostile: Any) -> 
         client.lookup(user_id="error-escaped")
     assert "rejected header: Api-Key ********" in str(caught.value)
     assert CANARY_KEY not in str(caught.value) + repr(caught.value) + str(caught.value.api_message)
+
+
+@pytest.mark.parametrize("status", [401, 503])
+def test_a_key_escaped_in_an_auth_or_server_error_body_is_masked(hostile: Any, status: int) -> None:
+    """A 401 or 5xx body spelling the key in \\u escapes is quoted decoded and masked, never in escapes."""
+    _, client = hostile
+    client.max_retries = 0
+    with pytest.raises(ProfileError) as caught:
+        client.lookup(user_id=f"error-escaped-{status}", props=True)
+    shown = str(caught.value) + repr(caught.value) + str(caught.value.api_message)
+    assert "proxy saw: Api-Key ********" in shown
+    assert CANARY_KEY not in shown
+    assert _escaped(CANARY_KEY) not in shown
+
+
+def test_a_non_ascii_response_header_does_not_fail_the_lookup(hostile: Any) -> None:
+    """Header values in Latin-1 or UTF-8 (a "Server: Café") are read, not a raw UnicodeEncodeError for the batch."""
+    _, client = hostile
+    batch = client.lookup_many([ProfileQuery(user_id=user, props=True) for user in ("latin-header", "plain")])
+    assert [outcome.error for outcome in batch] == [None, None]
+    assert client.lookup(user_id="latin-header", props=True, cache="refresh").properties == {"a": 1}
 
 
 @pytest.mark.parametrize("user", ["echo-plain", "echo-escaped"])

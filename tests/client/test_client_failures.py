@@ -532,7 +532,6 @@ def test_key_that_cannot_go_in_a_header_fails_fast(
         "http://example.invalid",
         "http://profile-api.amplitude.com",
         "http://10.0.0.1:8080",
-        "http://127.0.0.1@example.invalid",
         "http://localhost.example.invalid",
         "ftp://example.invalid",
         "example.invalid",

@@ -126,6 +126,9 @@ def test_an_endpoint_with_a_password_is_refused_without_showing_it(monkeypatch: 
     with pytest.raises(ConfigurationError, match="holds a user name or password") as failed:
         ProfileClient(api_key="k").lookup(user_id="1")
     assert canary not in str(failed.value)
+    # The userinfo trick (a loopback-looking user name before the real host) is refused the same way.
+    with pytest.raises(TraitError, match="holds a user name or password"):
+        ProfileClient(endpoint="http://127.0.0.1@example.invalid")
     # An @ after the host (in the query) is no credential.
     assert ProfileClient(endpoint="https://x.example/?tag=a@b").endpoint == "https://x.example/?tag=a@b"
 

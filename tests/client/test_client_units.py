@@ -357,6 +357,54 @@ def test_changing_the_endpoint_reconnects(emulator: Emulator) -> None:
     assert [entry.path for entry in emulator.requests] == ["/v1/userprofile", "/moved/v1/userprofile"]
 
 
+def test_closing_the_client_during_a_batch_loses_no_user() -> None:
+    """close() (what a changed timeout or endpoint does) while a batch's requests are on their way: the requests it
+    cuts are sent again on a new pool, every user is fetched, and no raw RuntimeError ends the batch."""
+    from amp_profile_magic.emulator import Faults
+
+    with Emulator(faults=Faults(latency=0.05)) as slow:
+        client = ProfileClient(endpoint=slow.url, api_key=slow.api_key, **FAST)
+
+        def close_when_a_quarter_is_asked() -> None:
+            while slow.request_count < 15:
+                time.sleep(0.002)
+            client.close()
+
+        closer = threading.Thread(target=close_when_a_quarter_is_asked)
+        closer.start()
+        try:
+            batch = client.lookup_many(
+                [ProfileQuery(user_id=f"user-{index:05d}", props=True) for index in range(1, 61)]
+            )
+        finally:
+            closer.join()
+            client.close()
+    assert [outcome.error for outcome in batch] == [None] * 60
+
+
+def test_a_pool_closed_between_taking_it_and_sending_is_retried(emulator: Emulator, monkeypatch: Any) -> None:
+    """A request whose pool another thread closed just before it was sent (httpx's raw RuntimeError) is retried on
+    a new pool, like a dropped connection."""
+    client = ProfileClient(endpoint=emulator.url, api_key=emulator.api_key, **FAST)
+    fetch = client._fetch
+    closes: list[bool] = []
+
+    def closed_before_the_first_send(http: Any, params: Any, **options: Any) -> Any:
+        if not closes:
+            client.close()  # as another thread's close() (a changed setting) would
+            closes.append(http.is_closed)
+        return fetch(http, params, **options)
+
+    monkeypatch.setattr(client, "_fetch", closed_before_the_first_send)
+    emulator.reset()
+    try:
+        assert client.lookup(user_id="12345", props=True).user_id == "12345"
+    finally:
+        client.close()
+    assert closes == [True]
+    assert len(emulator.requests) == 1
+
+
 def test_secret_trait_reads_the_environment_strips_and_masks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The key defaults to $AMPLITUDE_SECRET_KEY, is stripped of surrounding whitespace, and None unsets it."""
     monkeypatch.setenv("AMPLITUDE_SECRET_KEY", f"  {CANARY_KEY}\n")

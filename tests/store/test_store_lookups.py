@@ -369,3 +369,35 @@ def test_load_ext_imports_no_store_code() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_endpoint_changed_during_a_batch_files_no_answer_under_the_old_one(make_client: Any) -> None:
+    """Answers fetched after the endpoint changed mid-batch are not stored as the first endpoint's answers."""
+    import threading
+
+    users = [f"user-{index:05d}" for index in range(1, 201)]
+    with (
+        Emulator(seed=1, api_key="shared-key", faults=Faults(latency=0.01)) as first,
+        Emulator(seed=2, api_key="shared-key", faults=Faults(latency=0.01)) as second,
+    ):
+        client = make_client(endpoint=first.url, api_key="shared-key", max_concurrency=4)
+        switched = threading.Event()
+
+        def switch_when_a_quarter_is_done() -> None:
+            while first.request_count < len(users) // 4:
+                time.sleep(0.005)
+            client.endpoint = second.url
+            switched.set()
+
+        threading.Thread(target=switch_when_a_quarter_is_done, daemon=True).start()
+        client.lookup_many([ProfileQuery(user_id=user, props=True) for user in users])
+        assert switched.is_set()
+        assert second.request_count > 0, "the switch came too late to test anything"
+        plain = make_client(endpoint=first.url, api_key="shared-key", store="off")
+        truth = {user: plain.lookup(user_id=user, props=True).properties for user in users}
+        stored = make_client(endpoint=first.url, api_key="shared-key").lookup_many(
+            [ProfileQuery(user_id=user, props=True) for user in users], cache="only"
+        )
+    kept = [outcome for outcome in stored.outcomes if outcome.profile is not None]
+    assert kept, "nothing was stored before the switch"
+    assert all(outcome.profile.properties == truth[outcome.query.user_id] for outcome in kept)  # type: ignore[union-attr]
