@@ -101,6 +101,8 @@ def _check_rate_limiter(setting: str) -> None:
     """Raise ``ValueError`` (naming the scheme, never the password) unless ``setting`` is a rate_limiter value."""
     if setting == "kernel":
         return
+    if "\x00" in setting:  # a file name cannot hold it: every lookup would raise "embedded null byte"
+        raise ValueError("it holds a NUL character (\\x00)")
     try:
         parts = urlsplit(setting)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -593,6 +595,14 @@ class ProfileClient(Configurable):
             raise TraitError(_CREDENTIALS_IN_ENDPOINT)
         return value
 
+    @validate("store", "cassette")
+    def _no_nul(self, proposal: Mapping[str, Any]) -> str:
+        # A path with NUL passed the setting and then failed every lookup with a raw "embedded null byte".
+        value = str(proposal["value"])
+        if "\x00" in value:
+            raise TraitError(f"ProfileClient.{proposal['trait'].name} holds a NUL character (\\x00): no path can")
+        return value
+
     @default("store")
     def _default_store(self) -> str:
         return os.getenv("AMPLITUDE_PROFILE_STORE", "")
@@ -811,6 +821,15 @@ class ProfileClient(Configurable):
         """Delete every stored answer, or those fetched more than ``older_than`` seconds ago; say what was done."""
         from ._store import clear_store
 
+        if older_than is not None:
+            try:
+                seconds = math.nan if isinstance(older_than, bool) else float(older_than)
+            except (OverflowError, TypeError, ValueError):
+                seconds = math.nan
+            if not 0 <= seconds < math.inf:
+                shown = repr(older_than) if len(repr(older_than)) < 40 else f"{repr(older_than)[:37]}..."
+                raise ValueError(f"older_than={shown}: give seconds, zero or more and finite (or None for all)")
+            older_than = seconds
         directory = self._resolved_store_directory()
         if directory is None:
             return "Local profile store: off (ProfileClient.store = 'off'); nothing to clear."
@@ -1081,7 +1100,9 @@ class ProfileClient(Configurable):
         # Retries are normal and counted in the summary line: a WARNING each would bury it (thousands in a long
         # batch, saved with the notebook). Only a batch where most attempts fail is worth one warning.
         log.debug("Retrying in %.2fs after attempt %d: %s", seconds, state.attempt_number, error)
-        if alarm:
+        # Not in a replay: the recording's failures come back on purpose, and which retry is counted when depends
+        # on the threads' order, so the warning (and its counts) came and went between runs of the same notebook.
+        if alarm and self.cassette_mode != "replay":
             log.warning(
                 "Most requests are failing: %d of %d attempts so far needed a retry (latest: %s). The batch goes on "
                 "retrying; Ctrl-C stops it and keeps what finished.",

@@ -133,6 +133,25 @@ def test_an_endpoint_with_a_password_is_refused_without_showing_it(monkeypatch: 
     assert ProfileClient(endpoint="https://x.example/?tag=a@b").endpoint == "https://x.example/?tag=a@b"
 
 
+def test_paths_with_a_nul_character_are_refused_when_set() -> None:
+    """A NUL in the store, cassette or rate_limiter setting is a one-line TraitError, not a raw ValueError later
+    from every lookup."""
+    from traitlets import TraitError
+
+    for setting in ({"store": "data/a\x00b"}, {"cassette": "data/a\x00b"}, {"rate_limiter": "sqlite:///data/a\x00b"}):
+        with pytest.raises(TraitError, match="NUL character"):
+            ProfileClient(**setting)
+
+
+def test_clear_store_refuses_ages_that_are_no_ages(tmp_path: Any) -> None:
+    """clear_store(older_than=…) refuses negative, NaN, infinite, boolean and overflowing ages before deleting."""
+    client = ProfileClient(store=str(tmp_path / "store"))
+    for age in (-1, float("nan"), float("inf"), True, 10**400):
+        with pytest.raises(ValueError, match="give seconds, zero or more and finite"):
+            client.clear_store(older_than=age)
+    assert client.clear_store(older_than=0).startswith("Nothing to clear")
+
+
 def test_valid_settings_still_accepted() -> None:
     """Small positive values and integers pass unchanged (as floats)."""
     client = ProfileClient(requests_per_minute=1, timeout=0.01, backoff_initial=1e-6, max_retry_after=5)
