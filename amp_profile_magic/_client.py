@@ -1357,8 +1357,8 @@ def _decoded_quote(text: str, secret: Secret | None) -> str:
     try:
         decoded = json.dumps(json.loads(text), ensure_ascii=False)
         decoded.encode("utf-8")  # a lone surrogate decoded is not text a kernel can send
-    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
-        return text  # not JSON: no escapes to decode
+    except (ValueError, RecursionError):  # not JSON, or decoding to a lone surrogate (a UnicodeEncodeError)
+        return text
     return redact(decoded, secret.reveal() if secret else "")
 
 

@@ -246,7 +246,14 @@ def _checked_identity(user_id: object, device_id: object) -> tuple[str | None, s
 
 
 def _rebuild(user_id: str | None, device_id: str | None, sections: tuple[tuple[Section, Any], ...]) -> ProfileQuery:
-    return ProfileQuery(user_id=user_id, device_id=device_id, requests=sections)
+    # Unpickled (or deep-copied), the sections are copies: queries compare and read their sections by identity,
+    # so each is taken back to the installed section of its name (a copy was never equal to its original).
+    installed = available_sections()
+    return ProfileQuery(
+        user_id=user_id,
+        device_id=device_id,
+        requests=[(installed.get(section.name, section), request) for section, request in sections],
+    )
 
 
 def profile_from_responses(query: ProfileQuery, payloads: Sequence[object], *, secret: Secret | None = None) -> Profile:

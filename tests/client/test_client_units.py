@@ -169,6 +169,27 @@ def test_queries_are_normalised_hashable_and_equal_when_they_ask_the_same() -> N
     assert ProfileQuery(user_id="u", device_id="d").describe() == "user u, device d"
 
 
+def test_a_pickled_or_copied_query_is_the_same_query(emulator: Emulator) -> None:
+    """A query through pickle (a multiprocessing worker) or deepcopy equals the original, hashes alike, reads its
+    keywords back, and a batch of all three sends one request."""
+    import copy
+    import pickle
+
+    query = ProfileQuery(user_id="12345", props=True, rec_ids=["testRecId"])
+    for twin in (pickle.loads(pickle.dumps(query)), copy.deepcopy(query)):  # noqa: S301 - our own bytes
+        assert twin == query
+        assert hash(twin) == hash(query)
+        assert (twin.props, twin.rec_ids) == (True, ("testRecId",))
+    client = ProfileClient(endpoint=emulator.url, api_key=emulator.api_key, **FAST)
+    emulator.reset()
+    try:
+        batch = client.lookup_many([query, pickle.loads(pickle.dumps(query)), copy.deepcopy(query)])  # noqa: S301
+    finally:
+        client.close()
+    assert batch.unique_queries == 1
+    assert len(emulator.requests) == 1
+
+
 # -- profile_from_responses -------------------------------------------------------------------------------------------
 
 FULL = ProfileQuery(user_id="u", rec_ids=("r",), props=True, cohorts=True, comps=True, prediction_ids=("p",))
