@@ -658,7 +658,11 @@ class ProfileClient(Configurable):
         if outcome is None:
             stats = _BatchStats()
             with resumed():
-                profile = self._lookup(query, cancel=None, view=view, stats=stats)
+                try:
+                    profile = self._lookup(query, cancel=None, view=view, stats=stats)
+                finally:
+                    if view is not None:
+                        view.store.flush()  # one answer: no reason to keep it from other kernels until a batch
             if stats.retries:
                 # Each retry was logged at DEBUG only: one line says the answer was not first time lucky.
                 log.info("Looked up %s after %s.", query.describe(), stats.describe())
@@ -734,7 +738,7 @@ class ProfileClient(Configurable):
                         stop=stop,
                     )
             if view is not None:
-                view.store.evict()
+                view.store.evict()  # folds the batch's journaled answers in first: other kernels see them now
         with paused():
             if answered is not None:
                 outcomes = answered

@@ -1,9 +1,11 @@
 """The local profile store: every answer the API gave, kept on disk so a re-run or a resumed batch costs nothing.
 
-One SQLite file (stdlib ``sqlite3``, WAL mode) in the user's cache directory. Each row is one request's answer,
-keyed by the endpoint, the request's exact query (sorted pairs) and a fingerprint of the project, with the body as
-received and its fetch time. The fingerprint is an HMAC of the secret key under a random salt kept in the file, so
-the file tells projects apart without holding, or letting anyone test guesses of, the key.
+One SQLite file (stdlib ``sqlite3``, WAL mode) in the user's cache directory, fed through a journal in shared memory
+(see ``_journal``: an answer is safe from a killed kernel the moment it arrives, without a statement per answer).
+Each row is one request's answer, keyed by the endpoint, the request's exact query (sorted pairs) and a fingerprint
+of the project, with the body as received and its fetch time. The fingerprint is an HMAC of the secret key under a
+random salt kept in the file, so the file tells projects apart without holding, or letting anyone test guesses of,
+the key.
 
 Everything that can go wrong with a file (locked, full, damaged, read-only, on a network filesystem) turns the store
 off for the rest of the process with one warning: a batch never fails because of its cache.
@@ -11,6 +13,7 @@ off for the rest of the process with one warning: a batch never fails because of
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import hmac
@@ -22,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -30,6 +34,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from orjson import loads as _fast_loads
+
+from ._journal import BIG, Journal, Record, encode, orphans
 
 __all__ = [
     "DB_NAME",
@@ -86,6 +92,17 @@ _LOOKUP_CHUNK = 500  # SQLite's default limit on bound variables is 32,766; stay
 #: From this many keys, get_many counts the project's answers and walks them all when most are wanted.
 _SCAN_FROM = 1_000
 _EVICT_EVERY = 2_000  # writes between two size checks
+#: Journaled answers folded into SQLite at once: few statements per batch, and other processes see a running
+#: batch's answers at most this many behind.
+_FOLD_EVERY = 256
+#: Rows per folding statement: 7 bound values each, under the 999 variables of SQLite builds before 3.32.
+_FOLD_CHUNK = 128
+_UPSERT = (
+    "INSERT INTO answers (project, endpoint, params, kind, status, body, fetched_at) VALUES {rows} "
+    # The newer answer wins, whichever process folds last: a dead kernel's journal is folded in late.
+    "ON CONFLICT (project, endpoint, params) DO UPDATE SET kind = excluded.kind, status = excluded.status, "
+    "body = excluded.body, fetched_at = excluded.fetched_at WHERE excluded.fetched_at >= answers.fetched_at"
+)
 _params_of = itemgetter(0)
 
 
@@ -293,6 +310,8 @@ class ProfileStore:
         self._db: sqlite3.Connection | None = None
         self._salt: bytes | None = None
         self._writes = 0
+        self._journal: Journal | None = None
+        self._journal_refused = False
         try:
             self._open()
         except (StoreUnavailable, sqlite3.Error, OSError) as error:
@@ -332,6 +351,7 @@ class ProfileStore:
             raise
         self._salt = bytes(row[0])
         self._db = db
+        self._recover(db)
 
     def _disable(self, error: BaseException) -> None:
         if self.disabled is not None:
@@ -339,6 +359,11 @@ class ProfileStore:
         reason = str(error) if isinstance(error, StoreUnavailable) else _describe(error)
         self.disabled = reason
         db, self._db = self._db, None
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            # Its answers stay on disk, unlocked: whoever next opens a working store folds them in.
+            with contextlib.suppress(OSError):
+                journal.abandon()
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
@@ -386,6 +411,8 @@ class ProfileStore:
         with self._using() as db:
             if db is None:
                 return found
+            self._fold(db)
+            self._recover(db)
             if len(unique) >= _SCAN_FROM:
                 scope = (project, endpoint)
                 (count,) = db.execute(
@@ -428,20 +455,73 @@ class ProfileStore:
         body: str,
         fetched_at: float | None = None,
     ) -> None:
-        """Keep one answer (replacing an older one for the same key), committed at once."""
+        """Keep one answer (replacing an older one for the same key), safe from a killed process once this returns.
+
+        It reaches SQLite, and other processes, with the next fold: after :data:`_FOLD_EVERY` answers, on any read
+        or :meth:`flush` in this process, at :meth:`close` or exit, or when a later process finds it orphaned.
+        """
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        when = time.time() if fetched_at is None else fetched_at
+        record: Record = (project, endpoint, params, kind, status, body, when)
         with self._using() as db:
             if db is None:
                 return
-            db.execute(
-                "INSERT OR REPLACE INTO answers (project, endpoint, params, kind, status, body, fetched_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (project, endpoint, params, kind, status, body, time.time() if fetched_at is None else fetched_at),
-            )
-            self._writes += 1
-            if self._writes % _EVICT_EVERY == 0:
-                self._evict(db)
+            journal = self._open_journal()
+            encoded = encode(record) if journal is not None else b""
+            if journal is None or len(encoded) > BIG:
+                self._fold(db)  # the journal's older answers first, so the newer one is the one kept
+                self._insert(db, [record])
+                return
+            if not journal.append(encoded):
+                self._fold(db)
+                journal.append(encoded)
+            if journal.count >= _FOLD_EVERY:
+                self._fold(db)
+
+    def flush(self) -> None:
+        """Fold the journaled answers into SQLite now, where other processes see them (a batch's end calls this)."""
+        with self._using() as db:
+            if db is not None:
+                self._fold(db)
+
+    def _open_journal(self) -> Journal | None:
+        if self._journal is None and not self._journal_refused:
+            try:
+                self._journal = Journal.create(self.directory)
+            except OSError as error:
+                log.debug("No journal for the store in %s (%s): answers go straight to SQLite.", self.directory, error)
+            if self._journal is None:
+                self._journal_refused = True
+            else:
+                _JOURNALED.add(self)
+        return self._journal
+
+    def _fold(self, db: sqlite3.Connection) -> None:
+        journal = self._journal
+        if journal is not None and journal.count:
+            self._insert(db, journal.records())
+            journal.reset()
+
+    def _insert(self, db: sqlite3.Connection, records: Sequence[Record]) -> None:
+        for start in range(0, len(records), _FOLD_CHUNK):
+            chunk = records[start : start + _FOLD_CHUNK]
+            rows = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            db.execute(_UPSERT.format(rows=rows), [value for record in chunk for value in record])
+        before, self._writes = self._writes, self._writes + len(records)
+        if before // _EVICT_EVERY != self._writes // _EVICT_EVERY:
+            self._evict(db)
+
+    def _recover(self, db: sqlite3.Connection) -> None:
+        """Fold in the journals of processes that died before folding theirs (a killed kernel's last answers)."""
+        for path, records in orphans(self.directory):
+            if records:
+                self._insert(db, records)
+                log.debug(
+                    "Folded %d answers from %s, left by a process that ended without folding.",
+                    len(records),
+                    path,
+                )
 
     # -- management -----------------------------------------------------------------------------------------------
 
@@ -450,6 +530,7 @@ class ProfileStore:
         entries, oldest, newest, projects = 0, None, None, 0
         with self._using() as db:
             if db is not None:
+                self._fold(db)
                 entries, oldest, newest, projects = db.execute(
                     "SELECT COUNT(*), MIN(fetched_at), MAX(fetched_at), COUNT(DISTINCT project) FROM answers"
                 ).fetchone()
@@ -468,6 +549,7 @@ class ProfileStore:
         with self._using() as db:
             if db is None:
                 return 0
+            self._fold(db)
             if older_than is None:
                 deleted = db.execute("DELETE FROM answers").rowcount
             else:
@@ -478,7 +560,10 @@ class ProfileStore:
     def evict(self) -> int:
         """Delete the oldest answers until the live data fits :attr:`max_bytes`; return how many went."""
         with self._using() as db:
-            return 0 if db is None else self._evict(db)
+            if db is None:
+                return 0
+            self._fold(db)
+            return self._evict(db)
 
     def _evict(self, db: sqlite3.Connection) -> int:
         used = _live_bytes(db)
@@ -508,13 +593,42 @@ class ProfileStore:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
-        """Close the connection (the file stays)."""
+        """Fold the journal in and close the connection (the store file stays; the journal goes)."""
+        with self._using() as db:
+            if db is not None:
+                self._fold(db)
         with self._lock:
             db, self._db = self._db, None
+            journal, self._journal = self._journal, None
+        if journal is not None:
+            with contextlib.suppress(OSError):
+                journal.close()
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
 
+
+#: Stores with a journal: folded in and closed at exit, so a kernel that ends normally leaves no journal behind.
+_JOURNALED: weakref.WeakSet[ProfileStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _fold_at_exit() -> None:
+    for store in list(_JOURNALED):
+        store.close()
+
+
+def _leave_journals_to_the_parent() -> None:
+    # A forked child shares its parent's mapping and lock: its answers would overwrite the parent's records.
+    for store in list(_JOURNALED):
+        journal, store._journal = store._journal, None
+        if journal is not None:
+            with contextlib.suppress(OSError):
+                journal.abandon()  # this process's view only: the parent keeps its lock and records
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_leave_journals_to_the_parent)
 
 # One store per directory for the life of the process: one connection shared by every client and thread, and
 # one warning when it fails, however many batches follow.

@@ -27,7 +27,7 @@ TARGET_MS = 100.0
 # first use, not with the extension.
 HEAVY = (
     *("pandas", "httpx", "ipywidgets", "uvicorn", "tenacity", "tqdm", "numpy"),
-    *("amp_profile_magic._store", "platformdirs", "orjson", "amp_profile_magic._budget"),
+    *("amp_profile_magic._store", "amp_profile_magic._journal", "platformdirs", "orjson", "amp_profile_magic._budget"),
     *("pyrate_limiter", "filelock", "redis"),
 )
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from amp_profile_magic import _store
+from amp_profile_magic._journal import JOURNAL_GLOB
 from amp_profile_magic._store import ProfileStore, clear_store, params_key, parse_age, store_directory, store_info
 from tests.conftest import CANARY_KEY
 
@@ -62,7 +63,7 @@ def test_fingerprint_hides_the_key_and_is_stable_per_store(store_dir: Path, tmp_
 
 
 def test_directory_and_every_file_are_owner_only(store_dir: Path) -> None:
-    """Created directories are 0700 and the database, -wal and -shm files 0600, whatever the umask."""
+    """Created directories are 0700 and the database, -wal, -shm and journal files 0600, whatever the umask."""
     previous = os.umask(0o022)
     try:
         nested = store_dir / "deeper"
@@ -72,6 +73,7 @@ def test_directory_and_every_file_are_owner_only(store_dir: Path) -> None:
         os.umask(previous)
     files = store_files(nested)
     assert {path.name for path in files} >= {"profiles.sqlite3", "profiles.sqlite3-wal", "profiles.sqlite3-shm"}
+    assert any(path.match(JOURNAL_GLOB) for path in files), files  # the answer is still journaled, not folded
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for directory in (nested, store_dir):

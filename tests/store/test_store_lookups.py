@@ -364,7 +364,8 @@ def test_load_ext_imports_no_store_code() -> None:
         from IPython.core.interactiveshell import InteractiveShell
         ip = InteractiveShell.instance()
         ip.run_line_magic("load_ext", "amp_profile_magic")
-        print(sorted(m for m in ("amp_profile_magic._store", "platformdirs") if m in sys.modules))
+        modules = ("amp_profile_magic._store", "amp_profile_magic._journal", "platformdirs")
+        print(sorted(m for m in modules if m in sys.modules))
         """
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)

@@ -1,0 +1,249 @@
+"""The store's journal: answers survive a killed process, reach SQLite in bulk, and never outlive their welcome."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from amp_profile_magic import _journal, _store
+from amp_profile_magic._journal import JOURNAL_GLOB
+from amp_profile_magic._store import ProfileStore
+
+from .conftest import store_files
+
+BIG = 2**40
+
+# A process that journals COUNT answers, says so, then waits to be killed (or, with "exit", returns normally).
+_WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from amp_profile_magic._store import ProfileStore
+    directory, count, ending = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    store = ProfileStore(directory, max_bytes=2**40)
+    for index in range(count):
+        body = json.dumps({"userData": {"user_id": f"u{index}", "n": index}})
+        store.put(project="p", endpoint="e", params=f"user_id=u{index}", kind="ok", status=200, body=body)
+    print("journaled", flush=True)
+    if ending == "wait":
+        time.sleep(120)
+    """
+)
+
+
+def _writer(directory: Path, count: int, ending: str) -> subprocess.Popen[str]:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(directory), str(count), ending],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+
+
+def _rows(directory: Path) -> dict[str, str]:
+    db = sqlite3.connect(directory / _store.DB_NAME)
+    try:
+        return dict(db.execute("SELECT params, body FROM answers").fetchall())
+    finally:
+        db.close()
+
+
+def _put(store: ProfileStore, key: str, body: str, fetched_at: float | None = None) -> None:
+    store.put(project="p", endpoint="e", params=key, kind="ok", status=200, body=body, fetched_at=fetched_at)
+
+
+def test_a_killed_writers_answers_are_folded_in_by_the_next_store(store_dir: Path) -> None:
+    """Answers journaled by a process killed with SIGKILL (fewer than one fold) are all there for the next opener."""
+    count = _store._FOLD_EVERY - 6  # none of them folded by the writer itself
+    writer = _writer(store_dir, count, "wait")
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "journaled"
+    assert len(list(store_dir.glob(JOURNAL_GLOB))) == 1
+    assert _rows(store_dir) == {}, "the answers were to be in the journal only"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    found = store.get_many(project="p", endpoint="e", params=[f"user_id=u{i}" for i in range(count)], max_age=3600)
+    store.close()
+    assert len(found) == count
+    assert json.loads(found["user_id=u7"].body) == {"userData": {"user_id": "u7", "n": 7}}
+    assert list(store_dir.glob(JOURNAL_GLOB)) == [], "a folded journal is deleted"
+
+
+def test_a_live_writers_journal_is_left_alone_until_it_exits(store_dir: Path) -> None:
+    """Another process never takes a running process's journal; that process folds it in itself when it exits."""
+    reader = ProfileStore(store_dir, max_bytes=BIG)
+    writer = _writer(store_dir, 10, "wait")
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "journaled"
+    keys = [f"user_id=u{i}" for i in range(10)]
+    assert reader.get_many(project="p", endpoint="e", params=keys, max_age=3600) == {}
+    assert len(list(store_dir.glob(JOURNAL_GLOB))) == 1, "the live journal stays where it is"
+    writer.terminate()  # SIGTERM: Python's default handler ends the process without running atexit
+    writer.wait(timeout=30)
+    assert len(reader.get_many(project="p", endpoint="e", params=keys, max_age=3600)) == 10
+    reader.close()
+
+    exiting = _writer(store_dir, 10, "exit")
+    assert exiting.communicate(timeout=60)[0].strip() == "journaled"
+    assert exiting.returncode == 0
+    assert list(store_dir.glob(JOURNAL_GLOB)) == [], "a process that exits normally folds its journal in"
+    assert len(_rows(store_dir)) == 10
+
+
+def test_a_torn_record_ends_the_journal_and_the_whole_ones_are_kept(store_dir: Path) -> None:
+    """A record cut short (a kill mid-copy) or garbage after it costs only itself: the records before it are folded."""
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    for index in range(5):
+        _put(store, f"user_id=u{index}", f'{{"n": {index}}}')
+    (journal,) = store_dir.glob(JOURNAL_GLOB)
+    data = journal.read_bytes()
+    torn = data.index(b"user_id=u4") + 4  # inside the fifth record
+    store._journal.abandon()  # type: ignore[union-attr]  # as a killed process leaves it
+    store._journal = None
+    store._db.close()  # type: ignore[union-attr]
+    store._db = None
+    journal.write_bytes(data[:torn] + b"\xff" * 40)  # the fifth record torn, then noise
+
+    again = ProfileStore(store_dir, max_bytes=BIG)
+    found = again.get_many(project="p", endpoint="e", params=[f"user_id=u{i}" for i in range(5)], max_age=3600)
+    again.close()
+    assert sorted(found) == [f"user_id=u{i}" for i in range(4)]
+
+
+def test_a_late_folded_older_answer_never_replaces_a_newer_one(store_dir: Path) -> None:
+    """A dead process's journal folded in after a newer answer was stored leaves the newer answer in place."""
+    writer = _writer(store_dir, 3, "wait")  # journals u0..u2 now
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "journaled"
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    _put(store, "user_id=u1", '{"newer": true}')
+    store.flush()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    found = store.get_many(project="p", endpoint="e", params=["user_id=u0", "user_id=u1"], max_age=3600)
+    store.close()
+    assert json.loads(found["user_id=u1"].body) == {"newer": True}
+    assert json.loads(found["user_id=u0"].body)["userData"]["n"] == 0
+
+
+def test_without_a_journal_answers_go_straight_to_sqlite(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem that cannot preallocate the journal costs nothing but speed: each answer is written at once."""
+
+    def refuse(descriptor: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(_journal, "_fallocate", refuse)
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    _put(store, "user_id=a", '{"a": 1}')
+    assert store.disabled is None
+    assert _rows(store_dir) == {"user_id=a": '{"a": 1}'}, "written through, visible to other processes at once"
+    assert [path.name for path in store_dir.iterdir() if "pending" in path.name] == [], "no half-made journal left"
+    store.close()
+
+
+def test_a_large_answer_goes_straight_to_sqlite_after_the_journal(store_dir: Path) -> None:
+    """An answer over the journal's record limit is written directly, after the older journaled answers."""
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    _put(store, "user_id=a", '{"small": 1}')
+    large = json.dumps({"large": "x" * (_journal.BIG + 10)})
+    _put(store, "user_id=a", large)  # same key: the later, large answer must be the one kept
+    assert _rows(store_dir) == {"user_id=a": large}
+    store.close()
+
+
+def test_the_journal_is_private_wiped_after_folding_and_gone_after_close(store_dir: Path) -> None:
+    """The journal is owner-only, holds the answers only until they are folded (then zeros), and close deletes it."""
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    _put(store, "user_id=a", '{"secret-ish": "personal data"}')
+    (journal,) = store_dir.glob(JOURNAL_GLOB)
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    assert b"personal data" in journal.read_bytes()
+    store.flush()
+    assert b"personal data" not in journal.read_bytes(), "folded answers are overwritten in the journal"
+    store.close()
+    assert not journal.exists()
+    assert [path.name for path in store_files(store_dir) if "pending" in path.name] == []
+
+
+def test_many_answers_are_folded_in_chunks_and_all_kept(store_dir: Path) -> None:
+    """More answers than one fold (and more than the journal's size) all arrive in SQLite, in order, none twice."""
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    body = "y" * 20_000  # 4 MiB of journal fills after about 200 of these
+    for index in range(_store._FOLD_EVERY * 3 + 5):
+        _put(store, f"user_id=u{index % 500}", json.dumps({"i": index, "pad": body}))
+    store.flush()
+    rows = _rows(store_dir)
+    assert len(rows) == 500
+    assert json.loads(rows["user_id=u10"])["i"] == 510, "the later of two answers for one key is kept"
+    store.close()
+
+
+_FORKER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from amp_profile_magic._store import ProfileStore
+    store = ProfileStore(Path(sys.argv[1]), max_bytes=2**40)
+    put = lambda key: store.put(project="p", endpoint="e", params=key, kind="ok", status=200, body="{}")
+    put("user_id=parent-before")
+    child = os.fork()
+    if child == 0:
+        put("user_id=child")
+        os._exit(0)  # as multiprocessing's children end: no atexit, so the child's journal is left to recover
+    os.waitpid(child, 0)
+    put("user_id=parent-after")
+    os._exit(0)
+    """
+)
+
+
+def test_a_forked_child_journals_apart_from_its_parent(store_dir: Path) -> None:
+    """A child forked with the store open keeps a journal of its own: neither process overwrites the other's answers."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKER, str(store_dir)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(store_dir.glob(JOURNAL_GLOB))) == 2
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    keys = ["user_id=parent-before", "user_id=child", "user_id=parent-after"]
+    assert sorted(store.get_many(project="p", endpoint="e", params=keys, max_age=3600)) == sorted(keys)
+    store.close()
+
+
+def test_a_journal_holding_values_sqlite_refuses_is_ended_there_not_fatal(store_dir: Path) -> None:
+    """A well-formed record of the wrong types (a hand-edited journal) ends the journal; the store stays on."""
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    _put(store, "user_id=good", "{}")
+    (journal,) = store_dir.glob(JOURNAL_GLOB)
+    store._journal.abandon()  # type: ignore[union-attr]  # as a killed process leaves it
+    store._journal = None
+    store.close()
+    record = json.dumps(["p", "e", "user_id=odd", "ok", 200, {"not": "text"}, 1.0]).encode()
+    with journal.open("r+b") as file:
+        file.seek(journal.read_bytes().index(b"\0" * 16))
+        file.write(_journal._HEADER.pack(len(record), __import__("zlib").crc32(record)) + record)
+    again = ProfileStore(store_dir, max_bytes=BIG)
+    found = again.get_many(project="p", endpoint="e", params=["user_id=good", "user_id=odd"], max_age=3600)
+    assert again.disabled is None
+    assert sorted(found) == ["user_id=good"]
+    again.close()
