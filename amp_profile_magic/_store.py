@@ -670,6 +670,8 @@ def store_info(directory: Path) -> StoreInfo:
     """
     with _STORES_LOCK:
         live = _STORES.get(directory)
+    if live is not None:
+        live.flush()  # counted below through a connection of its own, which sees only what is folded in
     off = live.disabled if live is not None else None
     exists = (directory / DB_NAME).exists()
     if off is None and not exists:

@@ -247,3 +247,13 @@ def test_a_journal_holding_values_sqlite_refuses_is_ended_there_not_fatal(store_
     assert again.disabled is None
     assert sorted(found) == ["user_id=good"]
     again.close()
+
+
+def test_store_info_counts_the_answers_this_process_still_journals(store_dir: Path) -> None:
+    """``store info`` in the kernel counts the answers its own store has journaled but not yet folded in."""
+    store = _store.shared_store(store_dir, max_bytes=BIG)
+    _put(store, "user_id=a", "{}")
+    try:
+        assert _store.store_info(store_dir).entries == 1
+    finally:
+        _store.forget_store(store_dir)
