@@ -15,7 +15,9 @@ import pytest
 
 from amp_profile_magic import NotStored, ProfileClient, ProfileQuery, UnknownUser
 from amp_profile_magic._batch import BatchResult, Outcome, PacingSummary
+from amp_profile_magic._journal import JOURNAL_GLOB
 from amp_profile_magic._result import summary_line
+from amp_profile_magic._store import ProfileStore
 from amp_profile_magic.emulator import Emulator, Faults
 from tests.conftest import CANARY_KEY
 from tests.magics.helpers import api_requests, magics_of
@@ -213,7 +215,16 @@ def test_props_with_comps_resumes_per_request(make_client: Any, emulator: Emulat
     ]
 
 
-def test_nothing_the_store_writes_holds_the_key(make_client: Any, emulator: Emulator, store_dir: Path) -> None:
+def _scan_for_the_key(files: list[Path]) -> None:
+    for path in files:
+        data = path.read_bytes()
+        assert CANARY_KEY.encode() not in data, path
+        assert CANARY_KEY.encode("utf-16-le") not in data, path
+
+
+def test_nothing_the_store_writes_holds_the_key(
+    make_client: Any, emulator: Emulator, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A canary scan of every store file's bytes finds no key, even when a proxy echoes the key into a 200 body."""
 
     class EchoingTransport(httpx.BaseTransport):
@@ -231,14 +242,19 @@ def test_nothing_the_store_writes_holds_the_key(make_client: Any, emulator: Emul
     emulator_key = emulator.api_key
     assert emulator_key == CANARY_KEY
     client = make_client(transport=EchoingTransport())
-    batch = client.lookup_many([ProfileQuery(user_id=user, props=True) for user in IDS])
+    queries = [ProfileQuery(user_id=user, props=True) for user in IDS]
+    with monkeypatch.context() as holding:
+        # The batch's end folds the journal in and wipes it: keep the answers in it, to scan it as a kill leaves it.
+        holding.setattr(ProfileStore, "_fold", lambda self, db: None)
+        assert len(client.lookup_many(queries[:10]).profiles) == 10
+        (journal,) = store_dir.glob(JOURNAL_GLOB)
+        assert b"user_id" in journal.read_bytes(), "the journal holds the answers: the scan below means something"
+        _scan_for_the_key(store_files(store_dir))
+    batch = client.lookup_many(queries)
     assert len(batch.profiles) == 20
     files = store_files(store_dir)
     assert any(path.name.endswith("-wal") for path in files)
-    for path in files:
-        data = path.read_bytes()
-        assert CANARY_KEY.encode() not in data, path
-        assert CANARY_KEY.encode("utf-16-le") not in data, path
+    _scan_for_the_key(files)
     client.store_info()  # reads the file; a cheap check that the store is still healthy
     assert "Local profile store" in client.store_info()
 
