@@ -723,6 +723,9 @@ def remove_files(directory: Path) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed.append(path)
+    # Dead processes' journals hold answers for the removed file (its salt gone, they could never be read again);
+    # a running kernel's journal is its own to fold into the new file.
+    removed += [path for path, _records in orphans(directory)]
     return removed
 
 

@@ -158,8 +158,11 @@ def test_corrupt_store_degrades_to_no_store_with_one_warning(
     assert len(api_requests(emulator)) == 2 * len(IDS)
     shown = client.store_info()
     assert "not usable, so off: damaged" in shown, shown  # not "0 answers", as if it were an empty store
-    # Clearing removes a store SQLite cannot open; the next lookup builds a fresh one.
+    orphan = store_dir / "pending-1-0dead000.answers"  # a dead kernel's journal, for the file about to go
+    orphan.write_bytes(bytes(64))
+    # Clearing removes a store SQLite cannot open, and its journals; the next lookup builds a fresh one.
     assert "Removed the unusable local profile store" in client.clear_store()
+    assert not orphan.exists()
     client.lookup(user_id="12345", props=True)
     assert client.profile_store() is not None
 
