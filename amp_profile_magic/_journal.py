@@ -11,8 +11,9 @@ One journal file per open store, named ``pending-<pid>-<random>.answers`` in the
 the rest. Its owner holds an exclusive ``flock`` on it for as long as it is open; a journal whose lock can be taken
 belongs to a process that died, and whoever opens the store next folds it in and deletes it. Records are
 ``<length><crc32><UTF-8 JSON>``; the header is written after the body, so a record cut short by a kill reads as
-the journal's end. Platforms without ``flock``, ``mmap`` or ``posix_fallocate`` (and filesystems that refuse to
-preallocate) get no journal: the store then writes each answer straight to SQLite, as it always could.
+the journal's end. Platforms without ``flock``, ``mmap`` or ``posix_fallocate``, filesystems that refuse to
+preallocate, and those that allocate on overwrite (the store keeps a list) get no journal: the store then writes
+each answer straight to SQLite, as it always could.
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ DB_NAME = "profiles.sqlite3"
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "sshfs", "lustre", "gpfs"}
 )
+#: Filesystems that overwrite a preallocated block in place: a journal page written there never needs new space, so
+#: a full disk cannot fail the write (with a SIGBUS, as a mapped file's writes fail). Copy-on-write ones (btrfs,
+#: ZFS) allocate on every overwrite; there, and wherever the type is unknown, answers go straight to SQLite.
+JOURNAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs", "overlay"})
 #: Kinds of answer a row can hold: a profile, or the API's permanent "unknown user".
 KINDS = ("ok", "unknown_user")
 _SCHEMA = """
@@ -311,7 +315,7 @@ class ProfileStore:
         self._salt: bytes | None = None
         self._writes = 0
         self._journal: Journal | None = None
-        self._journal_refused = False
+        self._journal_refused = True  # until _open finds the directory on a filesystem that suits one
         try:
             self._open()
         except (StoreUnavailable, sqlite3.Error, OSError) as error:
@@ -325,6 +329,7 @@ class ProfileStore:
 
     def _open(self) -> None:
         kind = filesystem_type(_existing_parent(self.directory))
+        self._journal_refused = kind not in JOURNAL_FILESYSTEMS
         if kind is not None and (kind in NETWORK_FILESYSTEMS or kind.startswith(("nfs", "fuse.sshfs"))):
             raise StoreUnavailable(
                 f"it is on a network filesystem ({kind}), where SQLite's locking is unsafe; point it at a local "

@@ -257,3 +257,20 @@ def test_store_info_counts_the_answers_this_process_still_journals(store_dir: Pa
         assert _store.store_info(store_dir).entries == 1
     finally:
         _store.forget_store(store_dir)
+
+
+@pytest.mark.parametrize("kind", ["btrfs", "zfs", None])
+def test_no_journal_on_copy_on_write_or_unknown_filesystems(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch, kind: str | None
+) -> None:
+    """Where a full disk could fail a mapped page's write (btrfs, ZFS) or the filesystem is unknown, answers go
+    straight to SQLite: a journal there could kill the kernel with SIGBUS instead of turning the store off."""
+    mounts = store_dir.parent / "mounts"
+    mounts.write_text(f"rootfs / ext4 rw 0 0\npool {store_dir.parent} {kind} rw 0 0\n" if kind else "")
+    monkeypatch.setattr(_store, "MOUNTS", mounts)
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    _put(store, "user_id=a", '{"a": 1}')
+    assert store.disabled is None
+    assert list(store_dir.glob(JOURNAL_GLOB)) == []
+    assert _rows(store_dir) == {"user_id=a": '{"a": 1}'}
+    store.close()
