@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import mmap
+import operator
 import os
 import secrets
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JOURNAL_GLOB", "Journal", "Record", "orphans"]
+__all__ = ["JOURNAL_GLOB", "Journal", "Record", "encode", "make_record", "orphans"]
+
+log = logging.getLogger("amp_profile_magic")
 
 #: A journal's row: project, endpoint, params, kind, status, body, fetched_at (the store's columns, in order).
 Record = tuple[str, str, str, str, int, str, float]
@@ -118,6 +123,8 @@ class Journal:
         """Wipe and delete the file and let go of it (call once its records are in SQLite)."""
         self.reset()
         with contextlib.suppress(OSError):
+            # The zeros onto the disk before its blocks are freed: a deleted file's dirty pages are never written.
+            self._memory.flush()
             self.path.unlink()
         self._memory.close()
         os.close(self._descriptor)
@@ -131,7 +138,8 @@ def encode(record: Record) -> bytes:
 def orphans(directory: Path) -> Iterator[tuple[Path, list[Record]]]:
     """Each journal in ``directory`` whose process is gone, with its records; deleted after the caller's loop body.
 
-    The journal stays locked while the caller folds its records in, so two processes never fold it twice.
+    The journal stays locked while the caller folds its records in, so two processes never fold it twice. A file
+    that cannot be taken (alive, gone, not ours, not a journal's size) is passed over, never an error.
     """
     if fcntl is None:
         return
@@ -144,27 +152,39 @@ def orphans(directory: Path) -> Iterator[tuple[Path, list[Record]]]:
             continue
         path = directory / name
         try:
-            descriptor = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            descriptor = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue  # gone already (folded by another process), or not ours to open
         try:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                opened = os.fstat(descriptor)
+                named = os.stat(path, follow_symlinks=False)
             except OSError:
-                continue  # its process is alive
-            size = os.fstat(descriptor).st_size
-            data = os.pread(descriptor, size, 0) if size else b""
+                continue  # its process is alive, or it went while we waited
+            # Its owner may have closed and deleted it between our open and our lock: then it is not this name's
+            # file any more (and the lock was free because nobody needs it). Anything larger is not a journal.
+            if (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino) or not 0 <= opened.st_size <= _SIZE:
+                continue
+            data = os.pread(descriptor, opened.st_size, 0)
             yield path, list(_read(data, len(data)))
-            # Folded: wipe the answers (the file's blocks go back to the filesystem as they are), then delete.
-            if size:
-                os.pwrite(descriptor, bytes(size), 0)
-            path.unlink()
+            # Folded: wipe the answers onto the disk before the blocks go back to the filesystem, then delete.
+            used = len(data.rstrip(b"\0"))
+            if used:
+                os.pwrite(descriptor, bytes(used), 0)
+                os.fsync(descriptor)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except OSError as error:
+            log.debug("Passed over the journal %s: %s", path, error)
         finally:
             os.close(descriptor)
 
 
 def _read(data: Any, end: int) -> Iterator[Record]:
-    """The whole records in ``data[:end]``; a torn or zeroed header marks the end."""
+    """The whole records in ``data[:end]``: a torn or zeroed header marks the end, a record of the wrong shape is
+    passed over (only this module writes these files, but a hand-edited one must not reach SQLite and turn it off).
+    """
     offset = 0
     while offset + _HEADER.size <= end:
         length, checksum = _HEADER.unpack_from(data, offset)
@@ -174,17 +194,27 @@ def _read(data: Any, end: int) -> Iterator[Record]:
         body = bytes(data[start : start + length])
         if zlib.crc32(body) != checksum:
             return
-        try:
-            project, endpoint, params, kind, status, text, fetched_at = json.loads(body)
-        except (ValueError, TypeError):
-            return
-        # Only this module writes these files; anything else in one (edited by hand, say) ends it, rather than
-        # reaching SQLite as a value it refuses, which would turn the store off.
-        if not (
-            set(map(type, (project, endpoint, params, kind, text))) == {str}
-            and type(status) is int
-            and type(fetched_at) in (int, float)
-        ):
-            return
-        yield (project, endpoint, params, kind, status, text, fetched_at)
         offset = start + length
+        try:
+            record = make_record(json.loads(body))
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            continue
+        yield record
+
+
+def make_record(values: Sequence[Any]) -> Record:
+    """The store's row for these seven values (:data:`Record`'s order); ``TypeError`` or ``ValueError`` for one that
+    SQLite, or the store reading it back, would refuse."""
+    project, endpoint, params, kind, status, body, fetched_at = values
+    for name, value in (("project", project), ("endpoint", endpoint), ("params", params), ("kind", kind)):
+        if type(value) is not str:
+            raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    if type(body) is not str:
+        raise TypeError(f"body must be str, not {type(body).__name__}")
+    status = operator.index(status)
+    if not -(2**63) <= status < 2**63:
+        raise ValueError(f"status {status} does not fit SQLite's integers")
+    when = float(fetched_at)
+    if not math.isfinite(when):
+        raise ValueError(f"fetched_at must be a finite time, not {when}")
+    return (project, endpoint, params, kind, int(status), body, when)

@@ -25,7 +25,6 @@ import re
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -35,7 +34,7 @@ from typing import Any, NamedTuple
 
 from orjson import loads as _fast_loads
 
-from ._journal import BIG, Journal, Record, encode, orphans
+from ._journal import BIG, Journal, Record, encode, make_record, orphans
 
 __all__ = [
     "DB_NAME",
@@ -468,12 +467,18 @@ class ProfileStore:
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
         when = time.time() if fetched_at is None else fetched_at
-        record: Record = (project, endpoint, params, kind, status, body, when)
+        record = make_record((project, endpoint, params, kind, status, body, when))
+        try:
+            encoded = encode(record)
+        except UnicodeEncodeError:
+            # A lone surrogate (from a \ud800 escape in an error body, say): SQLite cannot take it either. Not
+            # stored means fetched again next time, which is all a cache may cost.
+            log.debug("An answer with text that is not valid Unicode was not stored.")
+            return
         with self._using() as db:
             if db is None:
                 return
             journal = self._open_journal()
-            encoded = encode(record) if journal is not None else b""
             if journal is None or len(encoded) > BIG:
                 self._fold(db)  # the journal's older answers first, so the newer one is the one kept
                 self._insert(db, [record])
@@ -605,6 +610,7 @@ class ProfileStore:
         with self._lock:
             db, self._db = self._db, None
             journal, self._journal = self._journal, None
+        _JOURNALED.discard(self)
         if journal is not None:
             with contextlib.suppress(OSError):
                 journal.close()
@@ -614,7 +620,7 @@ class ProfileStore:
 
 
 #: Stores with a journal: folded in and closed at exit, so a kernel that ends normally leaves no journal behind.
-_JOURNALED: weakref.WeakSet[ProfileStore] = weakref.WeakSet()
+_JOURNALED: set[ProfileStore] = set()  # strong: a store dropped without close() is still folded in at exit
 
 
 @atexit.register

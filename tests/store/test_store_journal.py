@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -230,22 +231,32 @@ def test_a_forked_child_journals_apart_from_its_parent(store_dir: Path) -> None:
     store.close()
 
 
-def test_a_journal_holding_values_sqlite_refuses_is_ended_there_not_fatal(store_dir: Path) -> None:
-    """A well-formed record of the wrong types (a hand-edited journal) ends the journal; the store stays on."""
+def test_records_sqlite_would_refuse_are_passed_over_not_fatal(store_dir: Path) -> None:
+    """Whole records of the wrong shape (a hand-edited journal: wrong types, NaN, huge integers) are passed over,
+    the records after them kept, and the store stays on."""
     store = ProfileStore(store_dir, max_bytes=BIG)
     _put(store, "user_id=good", "{}")
     (journal,) = store_dir.glob(JOURNAL_GLOB)
     store._journal.abandon()  # type: ignore[union-attr]  # as a killed process leaves it
     store._journal = None
     store.close()
-    record = json.dumps(["p", "e", "user_id=odd", "ok", 200, {"not": "text"}, 1.0]).encode()
+    odd = [
+        ["p", "e", "user_id=odd", "ok", 200, {"not": "text"}, 1.0],
+        ["p", "e", "user_id=nan", "ok", 200, "{}", float("nan")],
+        ["p", "e", "user_id=huge", "ok", 2**70, "{}", 1.0],
+        ["p", "e", "user_id=short", "ok"],
+        ["p", "e", "user_id=after", "ok", 200, "{}", 2.0],  # a good record after the odd ones is still kept
+    ]
     with journal.open("r+b") as file:
         file.seek(journal.read_bytes().index(b"\0" * 16))
-        file.write(_journal._HEADER.pack(len(record), __import__("zlib").crc32(record)) + record)
+        for values in odd:
+            record = json.dumps(values).encode()
+            file.write(_journal._HEADER.pack(len(record), zlib.crc32(record)) + record)
     again = ProfileStore(store_dir, max_bytes=BIG)
-    found = again.get_many(project="p", endpoint="e", params=["user_id=good", "user_id=odd"], max_age=3600)
+    keys = ["user_id=good", *(values[2] for values in odd)]
+    found = again.get_many(project="p", endpoint="e", params=keys, max_age=1e10)  # the records date from 1970
     assert again.disabled is None
-    assert sorted(found) == ["user_id=good"]
+    assert sorted(found) == ["user_id=after", "user_id=good"]
     again.close()
 
 
@@ -274,3 +285,113 @@ def test_no_journal_on_copy_on_write_or_unknown_filesystems(
     assert list(store_dir.glob(JOURNAL_GLOB)) == []
     assert _rows(store_dir) == {"user_id=a": '{"a": 1}'}
     store.close()
+
+
+def test_put_refuses_values_the_store_could_not_keep_and_keeps_going(store_dir: Path) -> None:
+    """A NaN time or a non-integer status is refused at put(), naming it; unencodable text is simply not stored."""
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    with pytest.raises(ValueError, match="fetched_at must be a finite time"):
+        _put(store, "user_id=nan", "{}", fetched_at=float("nan"))
+    with pytest.raises(TypeError):
+        store.put(project="p", endpoint="e", params="user_id=f", kind="ok", status=200.0, body="{}")  # type: ignore[arg-type]
+    _put(store, "user_id=surrogate", '{"name": "\ud800"}')  # not valid Unicode: not stored, no error
+    _put(store, "user_id=good", "{}")
+    found = store.get_many(
+        project="p", endpoint="e", params=["user_id=nan", "user_id=surrogate", "user_id=good"], max_age=3600
+    )
+    assert store.disabled is None
+    assert sorted(found) == ["user_id=good"]
+    store.close()
+
+
+_OPENER = "import sys; from pathlib import Path; from amp_profile_magic._store import ProfileStore as S\n"
+_OPENER += "S(Path(sys.argv[1]), max_bytes=2**40).close()"
+
+
+def _run(code: str, directory: Path) -> None:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(directory)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_journal_deleted_by_its_owner_while_another_process_waits_for_it_is_passed_over(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a journal just before its owner folds and deletes it (the lock is then free) is not an error: the
+    store stays on, and the answers are in SQLite, from the owner."""
+    writer = _writer(store_dir, 10, "wait")
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "journaled"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    real = _journal.fcntl
+
+    class FoldedMeanwhile:
+        """``fcntl`` whose first ``flock`` waits for another process to fold the same journal in and delete it."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        @staticmethod
+        def flock(descriptor: int, operation: int) -> None:
+            monkeypatch.setattr(_journal, "fcntl", real)
+            _run(_OPENER, store_dir)  # another process opens the store meanwhile: it folds the orphan in, deletes it
+            real.flock(descriptor, operation)
+
+    monkeypatch.setattr(_journal, "fcntl", FoldedMeanwhile())
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    assert store.disabled is None
+    assert (
+        len(store.get_many(project="p", endpoint="e", params=[f"user_id=u{i}" for i in range(10)], max_age=3600)) == 10
+    )
+    store.close()
+
+
+def test_a_file_too_large_for_a_journal_is_left_alone(store_dir: Path) -> None:
+    """A file named like a journal but larger than one (sparse, 8 GiB) is neither read into memory nor deleted."""
+    store_dir.mkdir(mode=0o700)
+    odd = store_dir / "pending-1-00000000.answers"
+    with odd.open("wb") as file:
+        file.truncate(8 << 30)
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    assert store.disabled is None
+    assert store.get_many(project="p", endpoint="e", params=["user_id=a"], max_age=3600) == {}
+    store.close()
+    assert odd.exists()
+
+
+_DROPPED = textwrap.dedent(
+    """
+    import gc, sys
+    from pathlib import Path
+    from amp_profile_magic._store import ProfileStore
+    store = ProfileStore(Path(sys.argv[1]), max_bytes=2**40)
+    for index in range(10):
+        store.put(project="p", endpoint="e", params=f"user_id=u{index}", kind="ok", status=200, body="{}")
+    del store
+    gc.collect()
+    """
+)
+
+
+def test_a_store_dropped_without_close_is_folded_in_at_exit(store_dir: Path) -> None:
+    """A store nobody closed (dropped, collected) still folds its journal in when the process exits normally."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _DROPPED, str(store_dir)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(store_dir.glob(JOURNAL_GLOB)) == []
+    assert len(_rows(store_dir)) == 10
