@@ -98,11 +98,6 @@ class Journal:
         self.count += 1
         return True
 
-    @property
-    def used(self) -> int:
-        """Bytes of records held since the last :meth:`reset`."""
-        return self._end
-
     def records(self) -> list[Record]:
         """The records held since the last :meth:`reset`, in the order they were appended."""
         return list(_read(self._memory, self._end))
