@@ -125,6 +125,17 @@ def _not_fetched(query: ProfileQuery) -> exc.NotFetched:
     return exc.NotFetched(f"Not fetched: the batch was interrupted before {query.describe()}.")
 
 
+def _queries_of(queries: Iterable[ProfileQuery], method: str) -> list[ProfileQuery]:
+    """``queries`` as a list, or a TypeError naming the first item that is not a ProfileQuery (an id, say)."""
+    listed = list(queries)
+    if not all(map(isinstance, listed, repeat(ProfileQuery))):
+        odd = next(item for item in listed if not isinstance(item, ProfileQuery))
+        small = (isinstance(odd, str) and len(odd) <= 64) or (isinstance(odd, int) and abs(odd) < 10**64)
+        hint = f"; for an id: ProfileQuery(user_id={odd!r}, props=True)" if small else ""
+        raise TypeError(f"{method}() takes ProfileQuery objects, not {type(odd).__name__}{hint}")
+    return listed
+
+
 def _not_stored(query: ProfileQuery) -> exc.NotStored:
     return exc.NotStored(
         f"Not in the local store, or older than max_age: {query.describe()} (store-only lookup; nothing was "
@@ -693,7 +704,7 @@ class ProfileClient(Configurable):
         when it ends. Setting ``stop`` (from another thread) ends the batch as Ctrl-C does.
         """
         with paused():
-            ordered = list(queries)
+            ordered = _queries_of(queries, "lookup_many")
             unique = list(dict.fromkeys(ordered))
         finished: dict[ProfileQuery, Outcome] = {}
         answered: tuple[Outcome, ...] | None = None
@@ -765,10 +776,10 @@ class ProfileClient(Configurable):
 
     def plan(self, queries: Iterable[ProfileQuery], *, cache: CachePolicy = "use") -> RequestPlan:
         """What :meth:`lookup_many` would send for ``queries``, after what the local store holds; sends nothing."""
-        ordered = list(queries)
+        ordered = _queries_of(queries, "plan")
         unique = list(dict.fromkeys(ordered))
         requests = [params for query in unique for params in query.requests]
-        view = self._store_view(cache) if unique else None
+        view = self._store_view(cache)  # even for no queries: the plan still says where the store is
         keys = _request_keys(unique)
         answers = view.lookup(keys) if view is not None else {}
         wanted: list[tuple[tuple[str, str], ...]] = []

@@ -151,7 +151,10 @@ def clean_id(parameter: str, value: object) -> str:
     """The id exactly as given (never stripped or re-read), or :class:`InvalidQuery` saying why it cannot be sent."""
     if isinstance(value, bool) or not isinstance(value, str | numbers.Integral):
         raise InvalidQuery(parameter, f"expected a string id, got {type(value).__name__}")
-    text = str(value) if isinstance(value, str) else str(int(value))
+    try:
+        text = str(value) if isinstance(value, str) else str(int(value))
+    except ValueError:  # past Python's limit on printing integers (4,300 digits): no id is that long
+        raise InvalidQuery(parameter, "an integer id too long to print") from None
     if not text.strip():
         raise InvalidQuery(parameter, f"{'blank' if text else 'empty'} id")
     if "," in text and parameter not in SINGLE_ID_PARAMETERS:

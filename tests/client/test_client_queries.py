@@ -12,6 +12,7 @@ import pytest
 from amp_profile_magic import InvalidQuery, Profile, ProfileClient, ProfileQuery, Propensity, Recommendation
 from amp_profile_magic.emulator import EXAMPLE_DEVICE_ID, EXAMPLE_USER_ID, Emulator
 from tests.client.conftest import FAST, expect_failure
+from tests.magics.helpers import api_requests
 
 Pairs = list[tuple[str, str]]
 
@@ -417,3 +418,27 @@ def test_invalid_parameters_fail_before_any_request_naming_the_parameter(
     with pytest.raises(InvalidQuery):
         ProfileQuery(**params)
     assert emulator.request_count == 0
+
+
+def test_an_integer_id_too_long_to_print_is_an_invalid_query() -> None:
+    """An integer id past Python's printing limit is an InvalidQuery naming the parameter, not a raw error."""
+    with pytest.raises(InvalidQuery, match="user_id: an integer id too long to print"):
+        ProfileQuery(user_id=10**5000, props=True)
+
+
+def test_lookup_many_and_plan_name_an_item_that_is_not_a_query(
+    emulator: Emulator, make_client: Callable[..., ProfileClient]
+) -> None:
+    """Passing ids where queries belong is a TypeError that shows the query to write; nothing is sent."""
+    client = make_client(store="off")
+    before = len(api_requests(emulator))
+    with pytest.raises(TypeError, match=r"lookup_many\(\) takes ProfileQuery objects, not str; for an id: "):
+        client.lookup_many(["12345"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"plan\(\) takes ProfileQuery objects, not dict$"):
+        client.plan([{"user_id": "12345"}])  # type: ignore[list-item]
+    assert len(api_requests(emulator)) == before
+
+
+def test_an_empty_plan_still_says_where_the_store_is(make_client: Callable[..., ProfileClient], tmp_path: Any) -> None:
+    """plan([]) names the configured store rather than calling it off."""
+    assert make_client(store=str(tmp_path)).plan([]).store == str(tmp_path / "profiles.sqlite3")
