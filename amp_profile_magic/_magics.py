@@ -120,6 +120,7 @@ class AmpProfileMagics(Magics):
                                  (recs=' a') they are refused. An empty or all-space id is refused everywhere.
           %%ampprofile body      the same quoting, but no expansion: quote an id holding $, { or }. A bare word is
                                  a user id; a word starting with # starts a comment.
+          props  # why           on the magic's line too, an unquoted word starting with # ends it: a comment
 
         --users/--devices ids: str as is; integers (numpy's and nullable Int64 too) as digits; whole floats below
         2**53 (2**24 for float32) as the integer. Missing values (None/NaN/NA), blank strings and larger floats are
