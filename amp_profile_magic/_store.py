@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 from orjson import loads as _fast_loads
 
 from ._journal import BIG, Journal, Record, encode, make_record, orphans
+from ._wal import switch_to_wal
 
 __all__ = [
     "DB_NAME",
@@ -340,7 +341,7 @@ class ProfileStore:
         os.close(descriptor)
         db = sqlite3.connect(self.path, timeout=self._busy_timeout, check_same_thread=False, isolation_level=None)
         try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = switch_to_wal(db, self._busy_timeout)
             if str(mode).lower() != "wal":
                 raise StoreUnavailable(f"SQLite could not switch it to WAL mode (got {mode!r})")
             # NORMAL in WAL mode: a power cut may lose the last answers, never corrupt the file; each one is cheap.

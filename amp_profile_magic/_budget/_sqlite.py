@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from amp_profile_magic._wal import switch_to_wal
+
 from ._window import MAX_AHEAD, BackendDown, HoldState, interval_ms
 
 log = logging.getLogger("amp_profile_magic")
@@ -232,7 +234,7 @@ class SqliteWindow:
         try:
             # WAL: a commit appends to the log instead of rewriting a journal file, and synchronous=NORMAL skips the
             # fsync per commit. A crash may lose the last few sends, which costs nothing here; it cannot corrupt.
-            connection.execute("PRAGMA journal_mode=WAL")
+            switch_to_wal(connection, BUSY_TIMEOUT)
             connection.execute("PRAGMA synchronous=NORMAL")
             # Fold the log back into the file every 64 pages: the state is small, the log need not grow to 4 MB.
             connection.execute("PRAGMA wal_autocheckpoint=64")
