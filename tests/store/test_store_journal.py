@@ -53,6 +53,19 @@ def _writer(directory: Path, count: int, ending: str) -> subprocess.Popen[str]:
     )
 
 
+def _run(code: str, directory: Path) -> None:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(directory)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def _rows(directory: Path) -> dict[str, str]:
     db = sqlite3.connect(directory / _store.DB_NAME)
     try:
@@ -214,16 +227,7 @@ _FORKER = textwrap.dedent(
 
 def test_a_forked_child_journals_apart_from_its_parent(store_dir: Path) -> None:
     """A child forked with the store open keeps a journal of its own: neither process overwrites the other's answers."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-c", _FORKER, str(store_dir)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    _run(_FORKER, store_dir)
     assert len(list(store_dir.glob(JOURNAL_GLOB))) == 2
     store = ProfileStore(store_dir, max_bytes=BIG)
     keys = ["user_id=parent-before", "user_id=child", "user_id=parent-after"]
@@ -308,19 +312,6 @@ _OPENER = "import sys; from pathlib import Path; from amp_profile_magic._store i
 _OPENER += "S(Path(sys.argv[1]), max_bytes=2**40).close()"
 
 
-def _run(code: str, directory: Path) -> None:
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(directory)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-
-
 def test_a_journal_deleted_by_its_owner_while_another_process_waits_for_it_is_passed_over(
     store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,15 +374,6 @@ _DROPPED = textwrap.dedent(
 
 def test_a_store_dropped_without_close_is_folded_in_at_exit(store_dir: Path) -> None:
     """A store nobody closed (dropped, collected) still folds its journal in when the process exits normally."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-c", _DROPPED, str(store_dir)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    _run(_DROPPED, store_dir)
     assert list(store_dir.glob(JOURNAL_GLOB)) == []
     assert len(_rows(store_dir)) == 10
