@@ -31,8 +31,9 @@ def cut(cut_factor: float, cut_at: float, now: float, sent_at: float | None) -> 
 
     A request sent before the last cut was paced at the old rate: its throttle is the congestion that cut already
     answered, so it does not cut again (TCP's one decrease per round trip). ``sent_at`` is on the same clock as
-    ``now``; None (unknown) always cuts.
+    ``now``; None (unknown) always cuts. A request sent in the cut's own tick counts as sent before it: the shared
+    budgets keep milliseconds, and a throttle answered within one (loopback) had its own send cut the rate twice.
     """
-    if sent_at is not None and sent_at < cut_at:
+    if sent_at is not None and sent_at <= cut_at:
         return None
     return max(FLOOR, factor(cut_factor, cut_at, now) * DECREASE), now

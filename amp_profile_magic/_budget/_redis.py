@@ -58,7 +58,7 @@ if held_until > now + max_ahead or cut_at > now + max_ahead then
   held_until, cut_factor, cut_at = 0, 1, 0
 end
 held_until = math.max(held_until, now + hold)
-if adaptive and (sent_at < 0 or sent_at >= cut_at) then
+if adaptive and (sent_at < 0 or sent_at > cut_at) then
   cut_factor = math.max(floor, math.min(1, cut_factor + recovery * math.max(0, now - cut_at)) * decrease)
   cut_at = now
   cuts = cuts + 1

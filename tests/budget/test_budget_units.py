@@ -119,6 +119,15 @@ def test_hold_state_cuts_once_per_congestion_event() -> None:
     assert state.cuts == 2
 
 
+def test_a_request_sent_in_the_cuts_own_millisecond_does_not_cut_again() -> None:
+    """A throttle of a request sent in the very tick of the last cut (the shared budgets keep milliseconds, and a
+    loopback answer comes back within one) is the same congestion event, not a second one."""
+    state = HoldState()
+    state.throttle(1000.0, 2.0, sent_at=1000.0, adaptive=True)  # answered within the millisecond it was sent
+    state.throttle(1000.2, 2.0, sent_at=1000.0, adaptive=True)  # another request of that tick
+    assert state.cuts == 1
+
+
 def test_the_adaptive_rate_recovers_additively_up_to_the_setting() -> None:
     """After a cut the rate climbs by RECOVERY_PER_SECOND of the setting each second, never above it."""
     state = HoldState()
