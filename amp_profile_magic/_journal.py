@@ -39,7 +39,8 @@ log = logging.getLogger("amp_profile_magic")
 #: A journal's row: project, endpoint, params, kind, status, body, fetched_at (the store's columns, in order).
 Record = tuple[str, str, str, str, int, str, float]
 
-#: The journal files in a store directory (tests and ``store clear`` look for them by this pattern).
+#: The journal files in a store directory, by name (:func:`orphans` also takes the ``.pending-*.tmp`` staging
+#: names a kill can leave behind).
 JOURNAL_GLOB = "pending-*.answers"
 _SIZE = 4 << 20  # preallocated, so a full disk fails here with ENOSPC and never later as a SIGBUS on a page
 _HEADER = struct.Struct("<II")
