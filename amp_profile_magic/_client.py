@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import chain, repeat
-from operator import attrgetter, is_, itemgetter
+from operator import attrgetter, is_, is_not, itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast
 from urllib.parse import urlencode, urlsplit
 
@@ -249,7 +249,7 @@ def _from_store(
     if len(stored) == len(queries) and None not in stored and set(map(_kind_of, every)) == {"ok"}:
         values = load_bodies(list(map(_body_of, every)))
         profiles = profiles_from_bodies(queries, values)
-        if None not in profiles:
+        if all(map(is_not, profiles, repeat(None))):  # `None in` would call Profile.__eq__ for each
             times = map(_fetched_at_of, every)
             return list(map(_new_outcome, repeat(Outcome), zip(queries, profiles, repeat(None), times)))
     if values is None:

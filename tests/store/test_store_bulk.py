@@ -69,16 +69,19 @@ def test_store_keys_from_templates_equal_params_key(pairs: list[tuple[object, ob
             assert query_keys == tuple(params_key(params) for params in query.requests)
 
 
+@pytest.mark.parametrize("others", [0, 2_000], ids=["one-project", "many-others"])
 @pytest.mark.parametrize("scan_from", [1, 10**9], ids=["scan", "chunks"])
 def test_get_many_walk_and_chunked_lookups_agree(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_from: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_from: int, others: int
 ) -> None:
     """Walking the project's answers (many keys wanted) and chunked lookups return the same fresh answers for the
     wanted keys: other projects, other endpoints and stale entries are left out either way, and the walk brings no
-    more unwanted answers than wanted ones."""
+    more unwanted answers than wanted ones, also when other projects' answers outnumber the wanted ones."""
     monkeypatch.setattr(store_module, "_SCAN_FROM", scan_from)
     store = ProfileStore(tmp_path / "store", max_bytes=1 << 30)
     now = time.time()
+    for index in range(others):
+        store.put(project="q", endpoint="e", params=f"u{index}", kind="ok", status=200, body="another project")
     for index in range(1_500):
         age = 7_200 if index % 7 == 0 else 10
         store.put(project="p", endpoint="e", params=f"u{index}", kind="ok", status=200, body=f"{index}",
