@@ -108,6 +108,8 @@ _UPSERT = (
     "body = excluded.body, fetched_at = excluded.fetched_at WHERE excluded.fetched_at >= answers.fetched_at"
 )
 _params_of = itemgetter(0)
+#: The meta row holding the latest clear's cutoff: answers fetched before it are not folded in afterwards.
+_CLEARED = "cleared_before"
 
 
 #: Digits enough for an integer past 64 bits (every integer of 18 digits or fewer fits orjson's int64/uint64).
@@ -519,6 +521,11 @@ class ProfileStore:
             journal.reset()
 
     def _insert(self, db: sqlite3.Connection, records: Sequence[Record]) -> None:
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (_CLEARED,)).fetchone()
+        if row is not None:
+            # A clear in another process went before this fold: what was fetched before it stays cleared (a live
+            # kernel's journal, or a dead one's, would otherwise bring cleared answers back).
+            records = [record for record in records if record[6] >= row[0]]
         for start in range(0, len(records), _FOLD_CHUNK):
             chunk = records[start : start + _FOLD_CHUNK]
             rows = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
@@ -560,15 +567,26 @@ class ProfileStore:
         )
 
     def clear(self, *, older_than: float | None = None) -> int:
-        """Delete every answer, or those fetched more than ``older_than`` seconds ago; return how many."""
+        """Delete every answer, or those fetched more than ``older_than`` seconds ago; return how many.
+
+        Also those other processes fetched before the clear and have not folded in yet (a running batch's last
+        answers, a killed kernel's journal): they are dropped when they fold, so cleared data never comes back.
+        """
         with self._using() as db:
             if db is None:
                 return 0
             self._fold(db)
+            cutoff = time.time() - (older_than or 0.0)
             if older_than is None:
                 deleted = db.execute("DELETE FROM answers").rowcount
             else:
-                deleted = db.execute("DELETE FROM answers WHERE fetched_at < ?", (time.time() - older_than,)).rowcount
+                deleted = db.execute("DELETE FROM answers WHERE fetched_at < ?", (cutoff,)).rowcount
+            # Answers other kernels fetched before now but have not folded in yet are cleared when they fold.
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (_CLEARED, cutoff),
+            )
             self._compact(db)
             return int(deleted)
 

@@ -24,7 +24,8 @@ from .conftest import store_files
 
 BIG = 2**40
 
-# A process that journals COUNT answers, says so, then waits to be killed (or, with "exit", returns normally).
+# A process that journals COUNT answers, says so, then waits to be killed (or, with "exit", returns normally; with
+# "stdin", returns normally once a line arrives on its standard input).
 _WRITER = textwrap.dedent(
     """
     import json, sys, time
@@ -38,6 +39,8 @@ _WRITER = textwrap.dedent(
     print("journaled", flush=True)
     if ending == "wait":
         time.sleep(120)
+    elif ending == "stdin":  # until told to end, then a normal exit (the journal folded in at exit)
+        sys.stdin.readline()
     """
 )
 
@@ -46,6 +49,7 @@ def _writer(directory: Path, count: int, ending: str) -> subprocess.Popen[str]:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(directory), str(count), ending],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -377,3 +381,41 @@ def test_a_store_dropped_without_close_is_folded_in_at_exit(store_dir: Path) -> 
     _run(_DROPPED, store_dir)
     assert list(store_dir.glob(JOURNAL_GLOB)) == []
     assert len(_rows(store_dir)) == 10
+
+
+@pytest.mark.parametrize("ending", ["exit", "kill"])
+def test_a_clear_also_clears_answers_another_process_has_not_folded_in_yet(store_dir: Path, ending: str) -> None:
+    """Answers a live process journaled before a clear elsewhere do not come back when it folds them in, at its
+    normal exit or from its journal after a kill; an answer fetched after the clear stays, and a clear of older
+    answers keeps the journaled recent ones."""
+    writer = _writer(store_dir, 10, "stdin")
+    assert writer.stdout is not None
+    assert writer.stdin is not None
+    assert writer.stdout.readline().strip() == "journaled"
+    store = ProfileStore(store_dir, max_bytes=BIG)
+    keys = [f"user_id=u{i}" for i in range(10)]
+    assert store.clear() == 0, "nothing was folded in yet: the clear itself finds nothing"
+    _put(store, "user_id=after", '{"userData": {}}')
+    store.flush()
+    if ending == "exit":
+        writer.stdin.write("end\n")
+        writer.stdin.flush()
+        assert writer.wait(timeout=30) == 0
+    else:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+    found = store.get_many(project="p", endpoint="e", params=[*keys, "user_id=after"], max_age=3600)
+    assert set(found) == {"user_id=after"}, "cleared answers came back when their journal was folded in"
+
+    recent = _writer(store_dir, 10, "stdin")
+    assert recent.stdout is not None
+    assert recent.stdin is not None
+    assert recent.stdout.readline().strip() == "journaled"
+    assert store.clear(older_than=3600) == 0
+    recent.stdin.write("end\n")
+    recent.stdin.flush()
+    assert recent.wait(timeout=30) == 0
+    found = store.get_many(project="p", endpoint="e", params=keys, max_age=3600)
+    store.close()
+    assert set(found) == set(keys), "a clear of older answers dropped recent ones"
+    assert list(store_dir.glob(JOURNAL_GLOB)) == []
