@@ -11,9 +11,9 @@ from traitlets import Bool, Instance
 
 from amp_profile_magic import _invoke
 from amp_profile_magic._client import ProfileClient
+from amp_profile_magic._config_guard import SettingsWatch, scrub_config
 from amp_profile_magic._gcpause import paused
 from amp_profile_magic._grammar import parse_body, zip_identities
-from amp_profile_magic._secret import Secret
 from amp_profile_magic._traits import Int
 from amp_profile_magic._words import strip_comment
 
@@ -54,6 +54,7 @@ class AmpProfileMagics(Magics):
         self._emulator: Emulator | None = None
         self._before_emulator: tuple[str, Any] | None = None
         self.after_cell_hook: Any = None
+        self._settings = SettingsWatch(self.client, self)
 
     # -- magics -------------------------------------------------------------------------------------------------
 
@@ -370,8 +371,16 @@ class AmpProfileMagics(Magics):
             self._before_emulator = None
 
     def after_cell(self, result: Any) -> None:
-        """``post_run_cell`` hook: keep a key set with ``%config`` out of the shell's shared Config."""
+        """``post_run_cell`` hook: keep a key set with ``%config`` out of the shell's shared Config, and fail the
+        cell for a setting ``%config`` could not apply (IPython's ``%config`` only logs it)."""
         scrub_config(self.client)
+        refused = self._settings.refused()
+        if not refused or self.shell is None:
+            return
+        error = UsageError(" ".join(refused))
+        self.shell.show_usage_error(error)
+        if self.raise_errors and result is not None and result.success:
+            result.error_in_exec = error
 
     # -- internals ----------------------------------------------------------------------------------------------
 
@@ -400,28 +409,6 @@ def magic_help() -> str:
 # IPython's ? calls an object's getdoc() when it has one; a bound method finds it on its function. (Any: IPython 9
 # ships types, in which the decorated method is a union of callables with no such attribute.)
 cast(Any, AmpProfileMagics.ampprofile).getdoc = magic_help
-
-
-def scrub_config(client: ProfileClient) -> None:
-    """Replace a raw key (or rate_limiter URL) left in the shell-wide Config by the masked value ``client`` holds.
-
-    ``%config ProfileClient.api_key = "..."`` merges the raw string into the Config that the shell shares with
-    every configurable, after the trait is set. This is the extension's side of the secret: the client knows
-    nothing of IPython or its configurables.
-    """
-    # Every Config that may hold the raw value: %config merges into each configurable of the shell, and a
-    # refused value (bytes, say) never reaches the client's own Config but stays in all the others.
-    owners: list[Any] = [client]
-    while getattr(owners[-1], "parent", None) is not None:
-        owners.append(owners[-1].parent)
-    owners += list(getattr(owners[-1], "configurables", ()))
-    for owner in owners:
-        section = owner.config.get(type(client).__name__)
-        if section is not None and "api_key" in section and not isinstance(section["api_key"], Secret):
-            section["api_key"] = client.api_key
-        if section is not None and isinstance(section.get("rate_limiter"), str):
-            # A redis:// URL may carry a password.
-            section["rate_limiter"] = client.rate_limiter
 
 
 def load(shell: Any) -> None:

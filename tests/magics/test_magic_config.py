@@ -9,13 +9,18 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell, new_notebook
 
 from amp_profile_magic import ProfileClient
 from amp_profile_magic._magics import AmpProfileMagics
 from amp_profile_magic.emulator import Emulator
 
-from .helpers import CellRun
+from .helpers import CellRun, magics_of
 
 
 def _config_listing(shell: Any, target: str) -> str:
@@ -145,3 +150,77 @@ def test_options_come_from_ipython_config_py(tmp_path: Path, emulator: Emulator)
     }
     assert "ProfileClient.timeout=<Float>" in done.stdout
     assert canary not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("ProfileClient.timeout = 0", "ProfileClient.timeout must be a positive, finite number"),
+        ("ProfileClient.timeout = float('nan')", "ProfileClient.timeout must be a positive, finite number"),
+        ("ProfileClient.max_concurrency = 'x'", "'max_concurrency' trait of a ProfileClient instance expected an int"),
+        ("AmpProfileMagics.display_max_rows = 0", "display_max_rows"),
+        ("ProfileClient.timout = 5", "ProfileClient.timout is not a setting (did you mean ProfileClient.timeout?"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Config option .* not recognized")  # IPython's own warning for the misspelt name
+def test_a_setting_config_could_not_apply_fails_the_cell_once_in_one_line(
+    shell: Any, run: Any, line: str, named: str
+) -> None:
+    """A refused value or a misspelt name given to %config fails that cell with one UsageError line naming it (IPython
+    only logs it); the value in effect stays, and the next %config cell is not failed for it again."""
+    magics = magics_of(shell)
+    before = (magics.client.timeout, magics.client.max_concurrency, magics.display_max_rows)
+    done: CellRun = run(f"%config {line}")
+    assert not done.result.success
+    assert isinstance(done.result.error_in_exec, UsageError)
+    message = str(done.result.error_in_exec)
+    assert named in message
+    assert "\n" not in message
+    assert f"UsageError: {message}" in done.stderr
+    assert "Traceback" not in done.everything
+    assert (magics.client.timeout, magics.client.max_concurrency, magics.display_max_rows) == before
+    later: CellRun = run("%config AmpProfileMagics.progress = False")
+    assert later.result.success, later.everything
+
+
+def test_valid_settings_never_fail_a_later_cell(shell: Any, run: Any, tmp_path: Path) -> None:
+    """Settings %config applied are checked once: a cassette file deleted afterwards, or an unrelated %config cell,
+    fails nothing."""
+    cassette = tmp_path / "c.cassette.json"
+    cassette.write_text('{"version": 1, "interactions": []}')
+    assert run(
+        f"%config ProfileClient.cassette = {str(cassette)!r}\n%config ProfileClient.timeout = 7.5"
+    ).result.success
+    cassette.unlink()
+    done: CellRun = run("%config AmpProfileMagics.display_max_rows = 7\nx = 1")
+    assert done.result.success, done.everything
+    assert magics_of(shell).display_max_rows == 7
+
+
+def test_with_raise_errors_off_a_refused_setting_is_shown_and_the_cell_goes_on(shell: Any, run: Any) -> None:
+    """Under AmpProfileMagics.raise_errors = False the refusal is still shown in one line, and the cell succeeds."""
+    magics_of(shell).raise_errors = False
+    done: CellRun = run("%config ProfileClient.timeout = -1")
+    assert done.result.success
+    assert "UsageError: ProfileClient.timeout must be a positive, finite number" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_refused_setting_stops_a_notebook_run_in_a_real_kernel(tmp_path: Path) -> None:
+    """In a real kernel run by nbclient, a %config cell with a refused value ends the run with UsageError there."""
+    notebook = new_notebook(
+        cells=[
+            new_code_cell("%load_ext amp_profile_magic"),
+            new_code_cell("%config ProfileClient.requests_per_minute = 0"),
+            new_code_cell("print('went on')"),
+        ]
+    )
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    client = NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    with pytest.raises(CellExecutionError) as failed:
+        client.execute()
+    assert failed.value.ename == "UsageError"
+    assert "ProfileClient.requests_per_minute must be a positive, finite number" in failed.value.evalue
+    assert notebook.cells[2].outputs == []
