@@ -556,6 +556,7 @@ class ProfileClient(Configurable):
         self._proxy: Proxy | None = None
         self._recorder: Recorder | None = None
         self._http_lock = threading.Lock()
+        self._cassette_mode_problem: str | None = None
         # The store's directory, resolved once per setting: a relative path means where the kernel was when it was
         # first used, and info and clear must act on that store even after a %cd.
         self._store_directory: Path | None = None
@@ -630,11 +631,26 @@ class ProfileClient(Configurable):
     def _default_cassette_mode(self) -> str:
         mode = os.getenv("AMPLITUDE_PROFILE_CASSETTE_MODE", "").strip().lower() or "off"
         if mode not in CASSETTE_MODES:
-            # A misspelt "record" must not silently talk to the API without recording.
-            raise exc.CassetteError(
+            # A misspelt "record" must not silently talk to the API without recording: every lookup and plan fails
+            # with this until the variable is fixed or a mode is set. Not raised here: %config ProfileClient
+            # reads every trait to list it, and showed a traceback.
+            self._cassette_mode_problem = (
                 f"AMPLITUDE_PROFILE_CASSETTE_MODE={mode!r} is not one of {', '.join(CASSETTE_MODES)}."
             )
+            return "off"
         return mode
+
+    @validate("cassette_mode")
+    def _cassette_mode_set(self, proposal: Mapping[str, Any]) -> str:
+        # A validator, not an observer: setting "off" over the "off" a misspelt variable gave changes nothing.
+        self._cassette_mode_problem = None
+        return str(proposal["value"])
+
+    def _check_cassette_mode(self) -> None:
+        """Raise :class:`CassetteError` while $AMPLITUDE_PROFILE_CASSETTE_MODE is misspelt and no mode was set."""
+        self.cassette_mode  # noqa: B018 - reading it reads the variable, the first time
+        if self._cassette_mode_problem is not None:
+            raise exc.CassetteError(self._cassette_mode_problem)
 
     @observe("endpoint", "timeout", "max_concurrency", "cassette", "cassette_mode")
     def _connection_settings_changed(self, change: Mapping[str, Any]) -> None:
@@ -777,6 +793,7 @@ class ProfileClient(Configurable):
     def plan(self, queries: Iterable[ProfileQuery], *, cache: CachePolicy = "use") -> RequestPlan:
         """What :meth:`lookup_many` would send for ``queries``, after what the local store holds; sends nothing."""
         ordered = _queries_of(queries, "plan")
+        self._check_cassette_mode()
         unique = list(dict.fromkeys(ordered))
         requests = [params for query in unique for params in query.requests]
         view = self._store_view(cache)  # even for no queries: the plan still says where the store is
@@ -1014,6 +1031,7 @@ class ProfileClient(Configurable):
         return before[0] is now[0] is view.sent_with[0] and before[1] == now[1] == view.sent_with[1]
 
     def _check_settings(self) -> None:
+        self._check_cassette_mode()
         if self.region == "eu":
             raise exc.UnsupportedRegion("The User Profile API is not available in Amplitude's EU data region.")
         if _has_credentials(self.endpoint):  # before any message quotes the URL: it would show the password

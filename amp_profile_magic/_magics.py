@@ -230,8 +230,17 @@ class AmpProfileMagics(Magics):
         client = self.client
         if not words:
             mode = client.cassette_mode
+            problem = client._cassette_mode_problem
+            if problem is not None:
+                print(f"Cassette: none, and lookups fail: {problem} Fix it, or choose: %ampprofile_cassette off")
+                return
             print(f"Cassette: {mode}" + (f" ({client.cassette})" if mode != "off" and client.cassette else ""))
             return
+        if words[0] in ("-h", "--help"):
+            print(inspect.getdoc(AmpProfileMagics.ampprofile_cassette))
+            return
+        if words in (["record"], ["replay"]):
+            raise UsageError(f"%ampprofile_cassette: {words[0]} needs the cassette's path: {words[0]} PATH")
         if words in (["off"], ["--off"]):
             client.cassette_mode = "off"
             print("Cassette off: lookups go to ProfileClient.endpoint.")

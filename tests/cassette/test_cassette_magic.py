@@ -150,6 +150,47 @@ def test_a_misspelt_mode_variable_is_a_usage_error(shell: Any, monkeypatch: pyte
     assert "AMPLITUDE_PROFILE_CASSETTE_MODE='replya' is not off|record|replay" in err
 
 
+def test_a_misspelt_mode_variable_fails_lookups_not_the_settings_listing(
+    shell: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With AMPLITUDE_PROFILE_CASSETTE_MODE misspelt, %config ProfileClient and %ampprofile_cassette show it without
+    a traceback, lookups and dry runs fail in one line naming it, and %ampprofile_cassette off makes lookups work."""
+    monkeypatch.setenv("AMPLITUDE_PROFILE_CASSETTE_MODE", "recrod")
+    assert run(shell, "%unload_ext amp_profile_magic\n%load_ext amp_profile_magic")[0].success
+    client = magics_of(shell).client
+    client.endpoint, client.api_key = emulator.url, emulator.api_key
+    named = "AMPLITUDE_PROFILE_CASSETTE_MODE='recrod' is not one of off, record, replay."
+
+    result, out, err = run(shell, "%config ProfileClient")
+    assert result.success, err
+    assert "ProfileClient.cassette_mode" in out
+    assert "Traceback" not in out + err
+    result, out, _ = run(shell, "%ampprofile_cassette")
+    assert result.success
+    assert named in out
+    for line in ("%ampprofile user=12345 props", "%ampprofile user=12345 props --dry-run"):
+        with capture_output() as captured:
+            result = shell.run_cell(line)
+        shown = captured.stdout + captured.stderr + "".join(str(output.data) for output in captured.outputs)
+        assert not result.success, line
+        assert f"CassetteError: {named}" in shown, line
+        assert "Traceback" not in shown
+    assert run(shell, "%ampprofile_cassette off")[0].success
+    result, _, err = run(shell, "%ampprofile user=12345 props")
+    assert result.success, err
+
+
+def test_cassette_help_and_a_forgotten_path(shell: Any) -> None:
+    """%ampprofile_cassette -h prints its help; record or replay without a path says the path is missing."""
+    result, out, _ = run(shell, "%ampprofile_cassette -h")
+    assert result.success
+    assert out.startswith("Record this notebook's API responses to a cassette file")
+    for mode in ("record", "replay"):
+        result, _, err = run(shell, f"%ampprofile_cassette {mode}")
+        assert not result.success
+        assert f"UsageError: %ampprofile_cassette: {mode} needs the cassette's path: {mode} PATH" in err
+
+
 def test_the_key_stays_out_of_the_cassette_and_the_outputs(shell: Any, cassette: Path) -> None:
     """Recording through the magics with the canary key puts it in no cassette line and no cell output."""
     assert magics_of(shell).client.api_key.reveal() == CANARY_KEY
