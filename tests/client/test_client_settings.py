@@ -164,11 +164,12 @@ def test_config_magic_with_nan_reports_one_line_and_lookups_keep_working(
     shell: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``%config ProfileClient.requests_per_minute = float('nan')`` reports the clear error (IPython logs a
-    refused %config value), raises no traceback, and the next lookup still runs at the previous rate."""
+    refused %config value; the extension fails the cell with it), raises no traceback, and the next lookup still
+    runs at the previous rate."""
     with capture_output() as captured:
         result = shell.run_cell("%config ProfileClient.requests_per_minute = float('nan')")
-    assert result.error_in_exec is None
     expected = "ProfileClient.requests_per_minute must be a positive, finite number of requests a minute, not nan."
+    assert str(result.error_in_exec) == expected
     assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [expected]
     assert "Traceback" not in captured.stderr + captured.stdout
     frame = shell.run_line_magic("ampprofile", "user=12345 props")
