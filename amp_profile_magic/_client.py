@@ -10,6 +10,7 @@ import os
 import queue
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -434,9 +435,11 @@ def _snippet(text: str, limit: int = 200) -> str:
 class ProfileClient(Configurable):
     """Look up user profiles in Amplitude's User Profile API.
 
-    Every request is paced (shared per kernel), retried with backoff on transient failures, and mapped to the
-    exception tree in :mod:`amp_profile_magic._exceptions`. Settings come from ``%config``, ``ipython_config.py``
-    (``c.ProfileClient.timeout = 5``) and the environment (``AMPLITUDE_SECRET_KEY``, ``AMPLITUDE_PROFILE_URL``)::
+    Every request is paced against a budget that every kernel of this user on this machine shares (see
+    ``rate_limiter``), retried with backoff on transient failures, and mapped to the exception tree of
+    :class:`amp_profile_magic.ProfileError`. Settings come from ``%config``, ``ipython_config.py``
+    (``c.ProfileClient.timeout = 5``) and the environment (``AMPLITUDE_SECRET_KEY``, ``AMPLITUDE_PROFILE_URL``); a
+    client made in a notebook takes the kernel's settings, and keyword arguments win over them::
 
         In [1]: from amp_profile_magic import ProfileClient
         In [2]: client = ProfileClient()
@@ -561,6 +564,12 @@ class ProfileClient(Configurable):
         # first used, and info and clear must act on that store even after a %cd.
         self._store_directory: Path | None = None
         self._store_resolved = False
+        if "parent" not in kwargs and "config" not in kwargs:
+            shell = _running_shell()
+            if shell is not None:
+                # Made in a notebook: the kernel's settings (%config, ipython_config.py), as the magics' client has
+                # them; a bare ProfileClient().clear_store() cleared the default store, not the one %config moved.
+                kwargs["config"] = shell.config
         super().__init__(**kwargs)
 
     @validate("timeout", "backoff_initial", "backoff_max", "max_retry_after", "requests_per_minute")
@@ -1341,6 +1350,12 @@ def _proxy_status(error: Exception) -> int | None:
     # httpcore reports a refused CONNECT as "407 Proxy Authentication Required".
     head = str(error).split(" ", 1)[0]
     return int(head) if head.isdigit() and len(head) == 3 else None
+
+
+def _running_shell() -> Any:
+    """The running IPython shell, or None (IPython is not imported for it: outside one it is usually not loaded)."""
+    ipython = sys.modules.get("IPython")
+    return None if ipython is None else ipython.get_ipython()
 
 
 def _validated(query: ProfileQuery, payloads: list[Any], secret: Secret) -> Profile | exc.MalformedResponse:

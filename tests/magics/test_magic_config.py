@@ -224,3 +224,23 @@ def test_a_refused_setting_stops_a_notebook_run_in_a_real_kernel(tmp_path: Path)
     assert failed.value.ename == "UsageError"
     assert "ProfileClient.requests_per_minute must be a positive, finite number" in failed.value.evalue
     assert notebook.cells[2].outputs == []
+
+
+def test_a_client_made_in_the_notebook_takes_the_kernels_settings(shell: Any, run: Any, tmp_path: Path) -> None:
+    """ProfileClient() made in a cell has the settings %config gave the kernel, so its clear_store() clears the store
+    %config moved; keyword arguments still win over them."""
+    store = tmp_path / "moved"
+    done: CellRun = run(
+        f"%config ProfileClient.store = {str(store)!r}\n%config ProfileClient.timeout = 3\n"
+        "%ampprofile user=12345 cohorts\n"
+        "from amp_profile_magic import ProfileClient\nmade, mine = ProfileClient(), ProfileClient(timeout=4)"
+    )
+    assert done.result.success, done.everything
+    made, mine = shell.user_ns["made"], shell.user_ns["mine"]
+    assert (made.store, made.timeout, mine.timeout) == (str(store), 3.0, 4.0)
+    cleared = made.clear_store()
+    assert str(store) in cleared
+    assert "1 " in cleared
+    assert magics_of(shell).client.store_info().count("0 answers") == 1
+    made.close()
+    mine.close()
