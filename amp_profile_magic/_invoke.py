@@ -162,8 +162,8 @@ def ids_from(
         return checked(lambda: parse_ids(expression, values), host)
 
 
-def _bar(total: int) -> Progress:
-    """A tqdm progress bar as a :data:`Progress` callback (the magic's default for batches)."""
+def _bar(total: int) -> tuple[Progress, Callable[[], None]]:
+    """A tqdm progress bar as a :data:`Progress` callback (the magic's default for batches), and its close."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, unit="profile", desc="ampprofile", leave=False)
@@ -176,17 +176,19 @@ def _bar(total: int) -> Progress:
         if finished >= total:
             bar.close()
 
-    return show
+    return show, bar.close
 
 
 def _callbacks(
     host: Host, total: int, on_progress: Progress | None
-) -> tuple[Callable[[Outcome], None] | None, Callable[[float], None] | None]:
-    """``lookup_many``'s ``on_outcome`` and ``on_wait`` feeding ``on_progress`` (or the bar when none is given)."""
+) -> tuple[Callable[[Outcome], None] | None, Callable[[float], None] | None, Callable[[], None]]:
+    """``lookup_many``'s ``on_outcome`` and ``on_wait`` feeding ``on_progress`` (or the bar when none is given), and
+    what ends the bar however the batch ends (a failed setup or an interrupt never reaches its last step)."""
+    close: Callable[[], None] = _nothing
     if on_progress is None:
         if not host.progress or total < 2:
-            return None, None
-        on_progress = _bar(total)
+            return None, None, close
+        on_progress, close = _bar(total)
     report = on_progress
     finished = [0]
     shown = [0.0]
@@ -207,7 +209,11 @@ def _callbacks(
         note = f"waiting on a throttle hold, {seconds:.0f}s left" if seconds > 0 else host.client.progress_note()
         report(finished[0], total, note)
 
-    return advance, waiting
+    return advance, waiting, close
+
+
+def _nothing() -> None:
+    return None
 
 
 def _raise_if_wholly_failed(batch: BatchResult, *, single: bool) -> None:
@@ -246,14 +252,17 @@ def fetch(
         queries = checked(lambda: invocation.queries(identities))
         # The progress bar's total: duplicates are one lookup. Only counted when there is a bar to show.
         unique = len(set(queries)) if on_progress is not None or host.progress else len(queries)
-    on_outcome, on_wait = _callbacks(host, unique, on_progress)
-    batch = host.client.lookup_many(
-        queries,
-        on_outcome=on_outcome,
-        on_wait=on_wait,
-        cache=invocation.cache,  # type: ignore[arg-type]  # the grammar only makes the three policies
-        stop=stop,
-    )
+    on_outcome, on_wait, close_bar = _callbacks(host, unique, on_progress)
+    try:
+        batch = host.client.lookup_many(
+            queries,
+            on_outcome=on_outcome,
+            on_wait=on_wait,
+            cache=invocation.cache,  # type: ignore[arg-type]  # the grammar only makes the three policies
+            stop=stop,
+        )
+    finally:
+        close_bar()  # before the error panel, which was drawn on the bar's line
     # A batch (--users, a cell body, the form's ids) keeps batch rules with one id: a filter that left one user
     # must not turn a per-user failure into a failed cell with nothing bound.
     _raise_if_wholly_failed(batch, single=invocation.identity is not None)

@@ -12,7 +12,7 @@ import pytest
 from amp_profile_magic._panel import CellFailed
 from amp_profile_magic.emulator import Emulator, Faults
 
-from .helpers import CellRun
+from .helpers import CellRun, magics_of
 
 
 @dataclass(frozen=True)
@@ -214,3 +214,18 @@ def test_the_apis_own_words_are_one_short_line_in_the_panel() -> None:
     assert error.api_message.startswith(page[:900])
     quoted = ServerUnavailable(f"HTTP 502 from the Profile API: {' '.join(page.split())[:200]}.", api_message=page)
     assert "The API said" not in error_bundle(quoted)["text/plain"]
+
+
+def test_a_batch_failing_at_setup_closes_its_progress_bar(shell: Any, run: Any) -> None:
+    """A batch whose setup fails (no key) ends its progress bar before the error panel: no bar is left open."""
+    from tqdm import tqdm
+
+    magics = magics_of(shell)
+    magics.progress = True
+    magics.client.api_key = ""
+    shell.user_ns["ids"] = ["12345", "user-00001"]
+    open_before = len(tqdm._instances)  # type: ignore[attr-defined]
+    done = run("%ampprofile --users ids cohorts")
+    assert not done.result.success
+    assert "No secret key" in done.everything
+    assert len(tqdm._instances) == open_before  # type: ignore[attr-defined]
