@@ -226,10 +226,18 @@ def _raise_if_wholly_failed(batch: BatchResult, *, single: bool) -> None:
         return
     if all(isinstance(error, SETUP_FAILURES) for error in errors):
         raise errors[0]
-    if not any(isinstance(error, PER_USER_FAILURES) for error in errors):
+    if not any(_about_its_user(error) for error in errors):
         # Every user failed, none for a reason of its own (an endpoint that refuses them all, an HTML page where
         # the API should be, nothing listening): an empty table would let Run All and papermill carry on.
         raise errors[0]
+
+
+def _about_its_user(error: exc.ProfileError) -> bool:
+    # A value of the user's own profile that cannot be read (a field is named) is that user's failure, like an
+    # unknown user: a batch of them is still a result, with each one's field in its failures.
+    return isinstance(error, PER_USER_FAILURES) or (
+        isinstance(error, exc.MalformedResponse) and getattr(error, "field", None) is not None
+    )
 
 
 def fetch(

@@ -286,3 +286,25 @@ def test_properties_keep_integers_too_large_for_int64(run: Any, api_shell: Any, 
     frame = api_shell.user_ns["props"]
     assert frame["big"].tolist() == [10**30, None]
     assert str(frame["small"].dtype) == "Int64"
+
+
+def test_a_batch_where_every_user_has_a_bad_value_is_still_a_result(
+    run: Any, api_shell: Any, scripted_api: ScriptedApi
+) -> None:
+    """When each user of a batch has an unreadable value of its own, the cell still binds -o with every user's
+    failure and field (each is about its user, like an unknown user), instead of failing with the first one."""
+    bad = {
+        "nan": rec(last_updated=float("nan")),
+        "control": rec(is_control="yes"),
+        "old": rec(last_updated="1500-01-01T00:00:00"),
+    }
+    for user, recommendation in bad.items():
+        scripted_api.answers[user] = body_with(user_id=user, recommendations=[recommendation])
+    api_shell.user_ns["ids"] = list(bad)
+    done = run("%ampprofile --users ids recs=r1 -o res")
+    assert done.result.error_in_exec is None, done.everything
+    failures = api_shell.user_ns["res"].attrs["failures"]
+    assert [failure["user_id"] for failure in failures] == list(bad)
+    assert {failure["kind"] for failure in failures} == {"malformed_response"}
+    assert all(failure["field"].startswith("recommendations[0].") for failure in failures)
+    assert "0 profiles · 3 failed: malformed_response ×3" in done.texts()
