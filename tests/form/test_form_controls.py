@@ -124,6 +124,9 @@ def test_prefill_from_the_magic_line(shell: Any) -> None:
         ("--users a --devices b recs=a", "give --users or --devices, not both"),
         ("user=1 device=2 recs=a", "not both"),
         ("user=1 recz=a", "unknown keyword 'recz'; did you mean 'recs'?"),
+        ("user=1 props --refresh", "--refresh has no form control; use %ampprofile for it"),
+        ("user=1 props --store-only", "--store-only has no form control"),
+        ("user=1 props --dry-run", "--dry-run has no form control"),
     ],
 )
 def test_prefill_refuses_what_the_form_cannot_show(shell: Any, line: str, message: str) -> None:
