@@ -23,6 +23,7 @@ import math
 import os
 import re
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -282,6 +283,12 @@ def _uncreatable(directory: Path) -> str | None:
         return f"{parent} is a file, not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"{parent} is not writable"
+    try:
+        # What access() cannot tell (root passes it everywhere; /proc and read-only mounts refuse anyway): a
+        # directory made and removed at once, where the store's would go.
+        os.rmdir(tempfile.mkdtemp(prefix=".amp-profile-probe-", dir=parent))
+    except OSError as error:
+        return f"{directory} cannot be created in {parent} ({_describe(error)})"
     return None
 
 

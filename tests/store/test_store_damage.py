@@ -259,3 +259,15 @@ def test_read_only_store_degrades_to_no_store_with_one_warning(emulator: Emulato
         subprocess.run(["rm", "-rf", str(parent)], check=True)
     assert result["ok"] == len(IDS)
     assert len(result["warnings"]) == 1, result["warnings"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no directory can be made")
+def test_store_info_says_a_store_that_cannot_be_created_is_off(tmp_path: Path) -> None:
+    """A store set where no directory can be made (even by root, whom access() never refuses) shows as not usable,
+    not as an empty store; a creatable place still shows as empty, and the check leaves nothing behind."""
+    described = _store.store_info(Path("/proc/amp-profile-no-such/dir")).describe()
+    assert "not usable, so off: /proc/amp-profile-no-such/dir cannot be created in /proc" in described
+    assert "0 answers" not in described
+    fresh = _store.store_info(tmp_path / "new" / "store").describe()
+    assert "0 answers" in fresh
+    assert list(tmp_path.iterdir()) == []
