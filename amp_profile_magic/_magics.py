@@ -202,10 +202,16 @@ class AmpProfileMagics(Magics):
         if argument:
             raise UsageError(f"%ampprofile_emulator: unknown argument {argument!r} (only --stop)")
         emulator = self.start_emulator()
+        seed = emulator.dataset.seed  # the running one's: a seed set since takes effect at the next start
         print(
-            f"Using the bundled emulator (seed {self.emulator_seed}, {len(emulator.dataset.user_ids)} synthetic "
+            f"Using the bundled emulator (seed {seed}, {len(emulator.dataset.user_ids)} synthetic "
             "users plus the documented examples); no secret key needed. %ampprofile_emulator --stop switches back."
         )
+        if seed != self.emulator_seed:
+            print(
+                f"It was already running: AmpProfileMagics.emulator_seed = {self.emulator_seed} applies after "
+                "%ampprofile_emulator --stop and %ampprofile_emulator again."
+            )
 
     @line_magic
     def ampprofile_cassette(self, line: str) -> None:

@@ -59,6 +59,22 @@ def test_emulator_magic_switches_and_stop_restores(run: Any, magics: Any, emulat
     assert refused.texts()[0].startswith("✖ No secret key configured")
 
 
+def test_a_seed_set_while_the_emulator_runs_is_not_claimed(run: Any, magics: Any) -> None:
+    """With the emulator running, a new emulator_seed is not reported as in use: the message names the running
+    seed and says the new one applies after --stop, which then starts an emulator with it."""
+    first = run("%ampprofile_emulator")
+    assert "(seed 0," in first.stdout
+    magics.emulator_seed = 5
+    again = run("%ampprofile_emulator")
+    assert "(seed 0," in again.stdout
+    assert "emulator_seed = 5 applies after %ampprofile_emulator --stop" in again.stdout
+    run("%ampprofile_emulator --stop")
+    restarted = run("%ampprofile_emulator")
+    assert "(seed 5," in restarted.stdout
+    assert "already running" not in restarted.stdout
+    run("%ampprofile_emulator --stop")
+
+
 def test_emulator_magic_rejects_unknown_arguments(shell: Any) -> None:
     """%ampprofile_emulator takes only --stop; anything else is a UsageError naming it."""
     with pytest.raises(UsageError, match="'--start'"):
