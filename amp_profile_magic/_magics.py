@@ -166,8 +166,14 @@ class AmpProfileMagics(Magics):
             # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.
             invocation = _invoke.parse(self, line, cell=True, local_ns=local_ns)
             return _invoke.run(self, invocation, _invoke.checked(lambda: parse_body(cell)), single=False)
-        if line.strip() == "--sections":
+        words = strip_comment(line).split()
+        if words == ["--sections"]:
             return self._list_sections()
+        if words in (["-h"], ["--help"]):
+            print(magic_help())
+            return None
+        if "--sections" in words:
+            raise UsageError("%ampprofile: --sections lists the installed sections and takes nothing else")
         invocation = _invoke.parse(self, line, local_ns=local_ns)
         if invocation.identity is not None:
             return _invoke.run(self, invocation, [invocation.identity], single=True)
@@ -335,7 +341,7 @@ class AmpProfileMagics(Magics):
 
     @line_magic
     @no_var_expand  # the form's arguments follow %ampprofile's expansion rules, applied by _invoke.parse
-    def ampprofile_form(self, line: str) -> ProfileForm:
+    def ampprofile_form(self, line: str) -> ProfileForm | None:
         """Explore a profile with a form: pick who and which sections, press Fetch, see the tables.
 
         The controls come from the installed section plugins. Under them is the ``%ampprofile`` line the form
@@ -361,6 +367,9 @@ class AmpProfileMagics(Magics):
         """
         from amp_profile_magic._form import ProfileForm
 
+        if strip_comment(line).split() in (["-h"], ["--help"]):
+            print(inspect.getdoc(AmpProfileMagics.ampprofile_form))
+            return None
         return ProfileForm(self, line=line)
 
     # -- Python API (the form uses these) -----------------------------------------------------------------------

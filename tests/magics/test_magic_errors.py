@@ -229,3 +229,21 @@ def test_a_batch_failing_at_setup_closes_its_progress_bar(shell: Any, run: Any) 
     assert not done.result.success
     assert "No secret key" in done.everything
     assert len(tqdm._instances) == open_before  # type: ignore[attr-defined]
+
+
+def test_help_flags_and_sections_with_a_comment(shell: Any, run: Any) -> None:
+    """%ampprofile -h / --help and %ampprofile_form -h print their help; --sections takes a trailing comment, and
+    with anything else it says it takes nothing else."""
+    for line in ("%ampprofile -h", "%ampprofile --help  # the grammar"):
+        shown = run(line)
+        assert shown.result.success, shown.everything
+        assert "Usage::" in shown.stdout
+    form_help = run("%ampprofile_form -h")
+    assert form_help.result.success
+    assert form_help.stdout.startswith("Explore a profile with a form")
+    listed = run("%ampprofile --sections  # which are installed")
+    assert listed.result.success, listed.everything
+    assert "recs  (amp_profile_magic.sections" in listed.stdout
+    refused = run("%ampprofile --sections props")
+    assert not refused.result.success
+    assert "UsageError: %ampprofile: --sections lists the installed sections and takes nothing else" in refused.stderr
