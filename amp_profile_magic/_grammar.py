@@ -28,7 +28,6 @@ from amp_profile_magic._words import (
     id_text,
     quote,
     split_words,
-    strip_comment,
 )
 from amp_profile_magic.sections import Section, SectionUsageError, available_sections
 from amp_profile_magic.sections._base import all_clean_ids
@@ -173,16 +172,21 @@ def _read_option(word: Word, rest: list[Word], found: _Tokens, evaluate: Evaluat
     found.options[canonical] = text
 
 
-def _unknown(word: Word, key: str, previous: tuple[str, str] | None, known: Iterable[str]) -> GrammarError:
+def _unknown(
+    word: Word, key: str, previous: tuple[str, str] | None, known: Iterable[str], sections: Iterable[str]
+) -> GrammarError:
     if not key:
         return GrammarError(f"{word.source}: a keyword is missing before the =, e.g. user={word.source[1:]}")
     known = list(known)
     if key != key.lower() and key.lower() in known:
         return GrammarError(f"unknown keyword {key!r}; keywords are lower case: {key.lower()!r}")
     hint = _suggest(key, known)
-    if not hint and previous is not None and word.is_plain and "=" not in word.source:
-        # `user=john smith`: the second word was most likely meant as part of the first value.
-        hint = f"; a value with spaces is quoted: {previous[0]}={quote(previous[1] + ' ' + word.text)}"
+    if not hint:
+        hint = f" (sections: {', '.join(sections)})"
+        if previous is not None and word.is_plain and "=" not in word.source:
+            # `user=john smith`: the second word may have been meant as part of the first value.
+            hint += f"; if it belongs to the value before it, quote both: {previous[0]}="
+            hint += quote(previous[1] + " " + word.text)
     return GrammarError(f"unknown keyword {key!r}{hint}")
 
 
@@ -234,7 +238,8 @@ def _read_tokens(words: list[Word], owner: Mapping[str, Section], *, cell: bool,
             text = None if value is None else _section_value(key, value, evaluate)
             found.per_section.setdefault(owner[key].name, {})[key] = text
         else:
-            raise _unknown(word, key, previous, (*IDENTITY_KEYS, *owner, *OPTIONS, *FLAGS))
+            sections = dict.fromkeys(section.keywords[0] for section in owner.values())
+            raise _unknown(word, key, previous, (*IDENTITY_KEYS, *owner, *OPTIONS, *FLAGS), sections)
         previous = None if text is None or value is None or not value.is_plain else (key, text)
     return found
 
@@ -324,14 +329,15 @@ def _body_line(number: int, line: str) -> Identity | None:
         split = word.split_key()
         key, value = split if split is not None else ("user", word)
         if split is None and key in found:
-            written = strip_comment(line)
             first = words[0].split_key()
-            # The id with its spaces, quoted whole: user='a b' (a quote around "user=" would make it part of the id).
-            example = f"{first[0]}={quote(written[len(first[0]) + 1 :])}" if first else quote(written)
-            raise GrammarError(
-                f"line {number}: {word.source!r} is a second bare id; one lookup per line, and an id with spaces "
-                f"is quoted: {example}"
-            )
+            head, *rest = words
+            advice = "an id with spaces is quoted whole"
+            if all(item.is_plain for item in words) and all(item.split_key() is None for item in rest):
+                # `user=john smith` or `john smith`: the id with its spaces, quoted whole (a quote around "user="
+                # would make it part of the id). Only for plain words: quoting quotes again would send garbage.
+                texts = [first[1].text if first else head.text, *(item.text for item in rest)]
+                advice += f": {first[0] + '=' if first else ''}{quote(' '.join(texts))}"
+            raise GrammarError(f"line {number}: {word.source!r} is a second bare id; one lookup per line, and {advice}")
         if key not in IDENTITY_KEYS:
             raise GrammarError(
                 f"line {number}: {word.source!r} is not user=ID, device=ID or a bare user id "
