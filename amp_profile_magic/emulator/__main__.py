@@ -1,8 +1,8 @@
 """``amp-profile-emulator`` / ``python -m amp_profile_magic.emulator``: serve the emulator until signalled.
 
-On start it prints exactly two lines, ``AMPLITUDE_PROFILE_URL=...`` and ``AMPLITUDE_SECRET_KEY=...``,
-so a shell can ``eval "$(...)"`` them and a benchmark can parse them; it then serves until SIGINT or
-SIGTERM and exits 0.
+On start it prints exactly two lines, ``AMPLITUDE_PROFILE_URL=...`` and ``AMPLITUDE_SECRET_KEY=...``, and flushes
+them, so a benchmark can parse them and a shell can source them (``amp-profile-emulator > emulator.env &``, then
+``set -a; . ./emulator.env; set +a``); it then serves until SIGINT or SIGTERM and exits 0.
 """
 
 from __future__ import annotations
