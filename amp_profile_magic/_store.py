@@ -752,7 +752,9 @@ def clear_store(directory: Path, *, older_than: float | None = None) -> str:
             raise StoreUnavailable(f"cannot clear {path}: {store.disabled}")
     finally:
         store.close()
-    which = "" if older_than is None else f" fetched more than {format_age(older_than)} ago"
+    # Under a minute the age is given in seconds: format_age's "0 min" read as "everything".
+    age = None if older_than is None else f"{older_than:g} s" if older_than < 60 else format_age(older_than)
+    which = "" if age is None else f" fetched more than {age} ago"
     return f"Deleted {deleted:,} stored answer{'' if deleted == 1 else 's'}{which} from {path}."
 
 
