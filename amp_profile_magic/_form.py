@@ -272,7 +272,7 @@ class ProfileForm:
         return [field.widget for field in self.fields.values()]
 
     def _prefill(self, line: str) -> None:
-        invocation = _invoke.parse(self.magics, line)
+        invocation = _invoke.parse(self.magics, line, magic="%ampprofile_form")
         if invocation.identity is None:
             self._prefill_batch(invocation)
             return

@@ -110,8 +110,8 @@ class Fetched(NamedTuple):
     summary: str
 
 
-def checked(build: Callable[[], T], host: Host | None = None) -> T:
-    """``build()``, with a grammar complaint turned into the magic's one-line :class:`UsageError`.
+def checked(build: Callable[[], T], host: Host | None = None, *, magic: str = "%ampprofile") -> T:
+    """``build()``, with a grammar complaint turned into ``magic``'s one-line :class:`UsageError`.
 
     With ``host``, its key is masked in the message: it may quote what the user's own expression raised, and an
     expression can read the key (``{int(os.environ['AMPLITUDE_SECRET_KEY'])}``).
@@ -120,7 +120,7 @@ def checked(build: Callable[[], T], host: Host | None = None) -> T:
         return build()
     except (GrammarError, exc.SectionFailed) as error:  # a plugin's request() or params() failing, named
         message = str(error) if host is None else _masked(host, str(error))
-    raise UsageError(f"%ampprofile: {message}")
+    raise UsageError(f"{magic}: {message}")
 
 
 def _masked(host: Host, text: str) -> str:
@@ -140,10 +140,13 @@ def _evaluator(shell: InteractiveShell | None, local_ns: dict[str, Any] | None) 
     return lambda source: eval(source, merged)  # noqa: S307 - the user's own code, in a function's scope
 
 
-def parse(host: Host, line: str, *, cell: bool = False, local_ns: dict[str, Any] | None = None) -> Invocation:
-    """Parse a line as ``%ampprofile`` does, expanding ``{expr}`` and ``$name`` in the host's namespace."""
+def parse(
+    host: Host, line: str, *, cell: bool = False, local_ns: dict[str, Any] | None = None, magic: str = "%ampprofile"
+) -> Invocation:
+    """Parse a line as ``%ampprofile`` does, expanding ``{expr}`` and ``$name`` in the host's namespace; ``magic``
+    names the magic in a complaint."""
     evaluate = _evaluator(host.shell, local_ns)
-    return checked(lambda: parse_line(line, cell=cell, evaluate=evaluate), host)
+    return checked(lambda: parse_line(line, cell=cell, evaluate=evaluate), host, magic=magic)
 
 
 def ids_from(

@@ -164,8 +164,9 @@ class AmpProfileMagics(Magics):
     def _ampprofile(self, line: str, cell: str | None, local_ns: dict[str, Any] | None) -> Any:
         if cell is not None:
             # %%ampprofile: sections on the first line (expanded like %ampprofile's), one id per line in the body.
-            invocation = _invoke.parse(self, line, cell=True, local_ns=local_ns)
-            return _invoke.run(self, invocation, _invoke.checked(lambda: parse_body(cell)), single=False)
+            invocation = _invoke.parse(self, line, cell=True, local_ns=local_ns, magic="%%ampprofile")
+            identities = _invoke.checked(lambda: parse_body(cell), magic="%%ampprofile")
+            return _invoke.run(self, invocation, identities, single=False)
         words = strip_comment(line).split()
         if words == ["--sections"]:
             return self._list_sections()

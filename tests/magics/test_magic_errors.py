@@ -247,3 +247,13 @@ def test_help_flags_and_sections_with_a_comment(shell: Any, run: Any) -> None:
     refused = run("%ampprofile --sections props")
     assert not refused.result.success
     assert "UsageError: %ampprofile: --sections lists the installed sections and takes nothing else" in refused.stderr
+
+
+def test_each_magic_names_itself_in_its_grammar_errors(shell: Any, run: Any) -> None:
+    """A grammar error from %%ampprofile (its line or its body) or %ampprofile_form starts with that magic's name."""
+    body = run("%%ampprofile props\njohn smith")
+    assert "UsageError: %%ampprofile: line 1: 'smith' is a second bare id" in body.stderr
+    first_line = run("%%ampprofile bogus\n12345")
+    assert "UsageError: %%ampprofile: unknown keyword 'bogus'" in first_line.stderr
+    form = run("%ampprofile_form user=12345 bogus")
+    assert "UsageError: %ampprofile_form: unknown keyword 'bogus'" in form.stderr
