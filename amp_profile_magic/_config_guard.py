@@ -83,12 +83,19 @@ class SettingsWatch:
                         # The trait's own checks and the class's @validate ones, without setting anything.
                         trait._validate(configurable, deepcopy(value))
                         continue
-                    except TraitError as error:
+                    except TraitError as error:  # the traits' own one-line messages, which never quote a secret
                         problems.append(str(error).splitlines()[0] if str(error) else f"{name}.{key} was refused.")
+                    except Exception as error:  # anything else is named, not quoted: it could hold the value
+                        problems.append(f"{name}.{key} was refused ({type(error).__name__}).")
                 for section in _sections(configurable):
                     section.pop(key, None)
                 self._seen[name].pop(key, None)
         return problems
+
+    def remember(self) -> None:
+        """Take the settings as they are now as checked (after the key in them was masked)."""
+        for configurable in self._configurables:
+            self._changed(configurable)
 
     def _changed(self, configurable: Configurable) -> dict[str, Any]:
         name = type(configurable).__name__

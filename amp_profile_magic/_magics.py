@@ -398,8 +398,10 @@ class AmpProfileMagics(Magics):
     def after_cell(self, result: Any) -> None:
         """``post_run_cell`` hook: keep a key set with ``%config`` out of the shell's shared Config, and fail the
         cell for a setting ``%config`` could not apply (IPython's ``%config`` only logs it)."""
-        scrub_config(self.client)
+        # Checked before the key is masked: a refused key (bytes, say) would be replaced by the one in effect.
         refused = self._settings.refused()
+        scrub_config(self.client)
+        self._settings.remember()  # holding the masked key, not the raw one, until the next cell
         if not refused or self.shell is None:
             return
         error = UsageError(" ".join(refused))

@@ -160,6 +160,7 @@ def test_options_come_from_ipython_config_py(tmp_path: Path, emulator: Emulator)
         ("ProfileClient.max_concurrency = 'x'", "'max_concurrency' trait of a ProfileClient instance expected an int"),
         ("AmpProfileMagics.display_max_rows = 0", "display_max_rows"),
         ("ProfileClient.timout = 5", "ProfileClient.timout is not a setting (did you mean ProfileClient.timeout?"),
+        ("ProfileClient.api_key = b'SECRET-bytes'", "'api_key' trait of a ProfileClient instance expected a secret"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Config option .* not recognized")  # IPython's own warning for the misspelt name
@@ -178,6 +179,7 @@ def test_a_setting_config_could_not_apply_fails_the_cell_once_in_one_line(
     assert "\n" not in message
     assert f"UsageError: {message}" in done.stderr
     assert "Traceback" not in done.everything
+    assert "SECRET" not in done.everything
     assert (magics.client.timeout, magics.client.max_concurrency, magics.display_max_rows) == before
     later: CellRun = run("%config AmpProfileMagics.progress = False")
     assert later.result.success, later.everything
