@@ -284,11 +284,13 @@ class ProfileForm:
         self._prefill_rest(invocation)
 
     def _prefill_rest(self, invocation: Invocation) -> None:
-        flags = {"--refresh": invocation.cache == "refresh", "--store-only": invocation.cache == "only"}
-        flags["--dry-run"] = invocation.dry_run
-        for flag in (flag for flag, given in flags.items() if given):
-            # Dropped, the form's line would silently fetch what the flag said not to (or fetch at all).
-            raise UsageError(f"%ampprofile_form: {flag} has no form control; use %ampprofile for it")
+        for flag, given in (
+            ("--refresh", invocation.cache == "refresh"),
+            ("--store-only", invocation.cache == "only"),
+            ("--dry-run", invocation.dry_run),
+        ):
+            if given:  # dropped, the form's line would fetch what the flag said not to (or fetch at all)
+                raise UsageError(f"%ampprofile_form: {flag} has no form control; use %ampprofile for it")
         self.out_name.value = invocation.out or ""
         for keyword, value in invocation.keywords.items():
             if keyword not in self.fields:

@@ -238,9 +238,8 @@ def _raise_if_wholly_failed(batch: BatchResult, *, single: bool) -> None:
 def _about_its_user(error: exc.ProfileError) -> bool:
     # A value of the user's own profile that cannot be read (a field is named) is that user's failure, like an
     # unknown user: a batch of them is still a result, with each one's field in its failures.
-    return isinstance(error, PER_USER_FAILURES) or (
-        isinstance(error, exc.MalformedResponse) and getattr(error, "field", None) is not None
-    )
+    named_field = isinstance(error, exc.MalformedResponse) and error.field is not None
+    return isinstance(error, PER_USER_FAILURES) or named_field
 
 
 def fetch(

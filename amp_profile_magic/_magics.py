@@ -170,7 +170,7 @@ class AmpProfileMagics(Magics):
         words = strip_comment(line).split()
         if words == ["--sections"]:
             return self._list_sections()
-        if words in (["-h"], ["--help"]):
+        if _asks_help(words):
             print(magic_help())
             return None
         if "--sections" in words:
@@ -203,7 +203,7 @@ class AmpProfileMagics(Magics):
             self.stop_emulator()
             print("Stopped the bundled emulator; ProfileClient is back to its previous endpoint and key.")
             return
-        if argument in ("-h", "--help"):
+        if _asks_help(argument.split()):
             print(inspect.getdoc(AmpProfileMagics.ampprofile_emulator))
             return
         if argument:
@@ -249,7 +249,7 @@ class AmpProfileMagics(Magics):
                 return
             print(f"Cassette: {mode}" + (f" ({client.cassette})" if mode != "off" and client.cassette else ""))
             return
-        if words[0] in ("-h", "--help"):
+        if words[0] in HELP_FLAGS:
             print(inspect.getdoc(AmpProfileMagics.ampprofile_cassette))
             return
         if words in (["record"], ["replay"]):
@@ -315,7 +315,7 @@ class AmpProfileMagics(Magics):
         if words in ([], ["info"]):
             print(self.client.store_info())
             return
-        if words[0] in ("-h", "--help", "help"):
+        if words[0] in (*HELP_FLAGS, "help"):
             print(inspect.getdoc(AmpProfileMagics.ampprofile_store))
             return
         if words[0] == "info":
@@ -368,7 +368,7 @@ class AmpProfileMagics(Magics):
         """
         from amp_profile_magic._form import ProfileForm
 
-        if strip_comment(line).split() in (["-h"], ["--help"]):
+        if _asks_help(strip_comment(line).split()):
             print(inspect.getdoc(AmpProfileMagics.ampprofile_form))
             return None
         return ProfileForm(self, line=line)
@@ -418,6 +418,14 @@ class AmpProfileMagics(Magics):
             print(f"{section.name}  ({type(section).__module__}.{type(section).__name__})")
             for usage in section.usage:
                 print(f"    {usage}")
+
+
+#: What asks a magic for its help (``%ampprofile?`` works for each too).
+HELP_FLAGS = ("-h", "--help")
+
+
+def _asks_help(words: list[str]) -> bool:
+    return len(words) == 1 and words[0] in HELP_FLAGS
 
 
 #: The line of ``%ampprofile``'s docstring under which ``%ampprofile?`` lists the installed sections' usage lines.
