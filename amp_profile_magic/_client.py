@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import chain, repeat
-from operator import attrgetter, is_, is_not, itemgetter
+from operator import add, attrgetter, is_, is_not, itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast
 from urllib.parse import urlencode, urlsplit
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from ._budget import Budget, Grant
     from ._cassette import Recorder
-    from ._store import ProfileStore, StoredAnswer
+    from ._store import ProfileStore, StoredAnswer, StoredRow
 
 __all__ = ["DEFAULT_ENDPOINT", "CachePolicy", "ProfileClient", "RequestPlan"]
 
@@ -137,6 +137,20 @@ def _queries_of(queries: Iterable[ProfileQuery], method: str) -> list[ProfileQue
     return listed
 
 
+def _distinct(queries: list[ProfileQuery]) -> list[ProfileQuery]:
+    """``queries`` without repeats, each first one kept, in order.
+
+    Distinct hashes mean distinct queries: for a batch without repeats (the usual one) a set of the hashes each query
+    keeps, read in C, spares a Python ``__hash__`` call per query.
+    """
+    if len(set(map(_hash_of, queries))) == len(queries):
+        return queries
+    return list(dict.fromkeys(queries))
+
+
+_hash_of = attrgetter("_hash")
+
+
 def _not_stored(query: ProfileQuery) -> exc.NotStored:
     return exc.NotStored(
         f"Not in the local store, or older than max_age: {query.describe()} (store-only lookup; nothing was "
@@ -216,11 +230,11 @@ class _StoreView:
         #: The client's (key, endpoint) settings the project and endpoint above were derived from.
         self.sent_with = sent_with
 
-    def lookup(self, keys: Iterable[Sequence[str]]) -> dict[str, StoredAnswer]:
+    def lookup(self, keys: Iterable[Sequence[str]]) -> dict[str, StoredRow]:
         if self.policy == "refresh":
             return {}
-        flat = [key for request_keys in keys for key in request_keys]
-        return self.store.get_many(project=self.project, endpoint=self.endpoint, params=flat, max_age=self.max_age)
+        flat = list(chain.from_iterable(keys))
+        return self.store.rows(project=self.project, endpoint=self.endpoint, params=flat, max_age=self.max_age)
 
     def put(self, params: tuple[tuple[str, str], ...], *, kind: str, status: int, body: str) -> None:
         from ._store import params_key
@@ -237,22 +251,24 @@ _kind_of, _body_of, _fetched_at_of = itemgetter(1), itemgetter(3), itemgetter(4)
 
 
 def _from_store(
-    queries: Sequence[ProfileQuery], keys: Sequence[Sequence[str]], answers: Mapping[str, StoredAnswer]
+    queries: Sequence[ProfileQuery], keys: Sequence[Sequence[str]], answers: Mapping[str, StoredRow]
 ) -> list[Outcome | None]:
     """The outcome the stored answers give each query (``keys[i]``: one per request of ``queries[i]``), or None
     where one is missing or can no longer be read (a damaged or outdated entry is fetched again, never failed)."""
-    from ._store import load_bodies
+    from ._store import load_bodies, stored_answer
 
-    stored = list(map(answers.get, chain.from_iterable(keys)))
+    rows = list(map(answers.get, chain.from_iterable(keys)))
     values: list[Any] | None = None
     # A re-run cell: one stored profile per query, all there. Checked and taken apart in C, column by column.
-    every = cast("list[StoredAnswer]", stored)
-    if len(stored) == len(queries) and None not in stored and set(map(_kind_of, every)) == {"ok"}:
+    every = cast("list[StoredRow]", rows)
+    if len(rows) == len(queries) and None not in rows and set(map(_kind_of, every)) == {"ok"}:
         values = load_bodies(list(map(_body_of, every)))
         profiles = profiles_from_bodies(queries, values)
         if all(map(is_not, profiles, repeat(None))):  # `None in` would call Profile.__eq__ for each
             times = map(_fetched_at_of, every)
             return list(map(_new_outcome, repeat(Outcome), zip(queries, profiles, repeat(None), times)))
+    stored = list(map(stored_answer, rows))
+    del rows, every
     if values is None:
         # Every body parsed in one call (see load_bodies); a missing or unknown-user answer parses a placeholder.
         texts = [answer.body if answer is not None and answer.kind == "ok" else "null" for answer in stored]
@@ -313,9 +329,9 @@ def _request_keys(queries: Iterable[ProfileQuery]) -> list[tuple[str, ...]]:
         single = len(first._plan) == 1 and all(map(is_, map(_plan_of, queries), repeat(first._plan)))
         template = _key_templates(first) if single else None
         if template is not None and devices.count(None) == len(devices) and None not in users:
-            return list(zip(map(template[0].format, map(repr, users))))
+            return list(zip(_filled_in(template[0], users)))
         if template is not None and users.count(None) == len(users) and None not in devices:
-            return list(zip(map(template[0].format, repeat(repr(None)), map(repr, devices))))
+            return list(zip(_filled_in(template[0], devices)))
     templates: dict[tuple[int, bool, bool], tuple[str, ...] | None] = {}
     keys: list[tuple[str, ...]] = []
     append = keys.append
@@ -333,6 +349,19 @@ def _request_keys(queries: Iterable[ProfileQuery]) -> list[tuple[str, ...]]:
             ids = (repr(user), repr(device))
             append(tuple(key.format(*ids) for key in template))
     return keys
+
+
+def _filled_in(template: str, ids: list[str]) -> list[str]:
+    """A one-slot key template (see :func:`_key_templates`) with each id's repr in its slot.
+
+    The text around the slot is joined to each repr in C: ``str.format`` parses the template again for every id,
+    which took twice as long.
+    """
+    import secrets
+
+    mark = f"\x00{secrets.token_hex(8)}\x00"  # as in _key_templates: never in the rest of the key
+    prefix, _, suffix = template.format(mark, mark).partition(mark)
+    return list(map(add, map(add, repeat(prefix), map(repr, ids)), repeat(suffix)))
 
 
 def _key_templates(query: ProfileQuery) -> tuple[str, ...] | None:
@@ -730,7 +759,7 @@ class ProfileClient(Configurable):
         """
         with paused():
             ordered = _queries_of(queries, "lookup_many")
-            unique = list(dict.fromkeys(ordered))
+            unique = _distinct(ordered)
         finished: dict[ProfileQuery, Outcome] = {}
         answered: tuple[Outcome, ...] | None = None
         cancel = threading.Event()
@@ -801,9 +830,11 @@ class ProfileClient(Configurable):
 
     def plan(self, queries: Iterable[ProfileQuery], *, cache: CachePolicy = "use") -> RequestPlan:
         """What :meth:`lookup_many` would send for ``queries``, after what the local store holds; sends nothing."""
+        from ._store import stored_answer
+
         ordered = _queries_of(queries, "plan")
         self._check_cassette_mode()
-        unique = list(dict.fromkeys(ordered))
+        unique = _distinct(ordered)
         requests = [params for query in unique for params in query.requests]
         view = self._store_view(cache)  # even for no queries: the plan still says where the store is
         keys = _request_keys(unique)
@@ -811,7 +842,7 @@ class ProfileClient(Configurable):
         wanted: list[tuple[tuple[str, str], ...]] = []
         missing = 0
         for query, query_keys in zip(unique, keys, strict=True):
-            found = [answers.get(key) for key in query_keys]
+            found = [stored_answer(answers.get(key)) for key in query_keys]
             if _refusal(found) is not None:
                 continue  # answered: the API called this user unknown, and nothing more is sent for it
             unanswered = [params for params, answer in zip(query.requests, found, strict=True) if answer is None]
@@ -1008,13 +1039,13 @@ class ProfileClient(Configurable):
         cancel: threading.Event | None,
         view: _StoreView | None,
         stats: _BatchStats,
-        stored: Mapping[str, StoredAnswer],
+        stored: Mapping[str, StoredRow],
     ) -> Any:
         """One request's JSON: from ``stored``, else sent (with retries) and written to the store as it arrives."""
         if stored:
-            from ._store import load_body, params_key
+            from ._store import load_body, params_key, stored_answer
 
-            answer = stored.get(params_key(params))
+            answer = stored_answer(stored.get(params_key(params)))
             if answer is not None and answer.kind == "ok":
                 try:
                     return load_body(answer.body)

@@ -9,6 +9,7 @@ fails with :class:`MalformedResponse` naming the field and the reason, and in a 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
@@ -92,13 +93,13 @@ class Profile:
         """``_of`` for each position of the four columns (a cached re-run's 100,000 profiles), in one pass."""
         if any(map(is_, chain.from_iterable(map(dict.values, slices)), repeat(None))):
             return list(map(cls._of, users, devices, raws, slices))
-        new = object.__new__
-        profiles: list[Profile] = []
-        append = profiles.append
-        for user_id, device_id, raw, own in zip(users, devices, raws, slices, strict=True):
-            profile = new(cls)
-            profile.user_id, profile.device_id, profile.raw, profile.__dict__ = user_id, device_id, raw, own
-            append(profile)
+        if not len(users) == len(devices) == len(raws) == len(slices):
+            raise ValueError("Profile._many: columns of different lengths")
+        # Each attribute set by setattr mapped from C over the whole batch: a loop setting all four per profile
+        # took a third longer (and the slot descriptors' own __set__, mapped, longer still).
+        profiles = list(map(object.__new__, repeat(cls, len(users))))
+        for name, values in (("__dict__", slices), ("user_id", users), ("device_id", devices), ("raw", raws)):
+            deque(map(setattr, profiles, repeat(name), values), maxlen=0)
         return profiles
 
     @property

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +44,7 @@ __all__ = [
     "StoreInfo",
     "StoreUnavailable",
     "StoredAnswer",
+    "StoredRow",
     "clear_store",
     "default_directory",
     "filesystem_type",
@@ -59,6 +59,7 @@ __all__ = [
     "shared_store",
     "store_directory",
     "store_info",
+    "stored_answer",
 ]
 
 log = logging.getLogger("amp_profile_magic")
@@ -172,7 +173,7 @@ def _load_or_none(text: str) -> Any:
 class StoredAnswer(NamedTuple):
     """One stored answer: ``kind`` is ``"ok"`` (``body`` is the JSON as received) or ``"unknown_user"``.
 
-    Its fields are a row of ``SELECT params, kind, status, body, fetched_at``, so a row becomes one without a copy.
+    Its fields are a :data:`StoredRow`'s, in the same order.
     """
 
     params: str
@@ -180,6 +181,17 @@ class StoredAnswer(NamedTuple):
     status: int
     body: str
     fetched_at: float
+
+
+#: A stored answer as SQLite returns it, ``(params, kind, status, body, fetched_at)``: what :meth:`ProfileStore.rows`
+#: gives, for a re-run's 100,000 answers, because making a :class:`StoredAnswer` of each row took longer than the
+#: SELECT itself.
+StoredRow = tuple[str, str, int, str, float]
+
+
+def stored_answer(row: StoredRow | None) -> StoredAnswer | None:
+    """``row`` with its fields named, or None for no row."""
+    return None if row is None else StoredAnswer._make(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,48 +426,55 @@ class ProfileStore:
     def get_many(
         self, *, project: str, endpoint: str, params: Sequence[str], max_age: float, now: float | None = None
     ) -> dict[str, StoredAnswer]:
-        """The stored answers no older than ``max_age`` seconds for these query keys (missing ones left out).
+        """The stored answers no older than ``max_age`` seconds for these query keys (missing ones left out)."""
+        found = self.rows(project=project, endpoint=endpoint, params=params, max_age=max_age, now=now)
+        return {key: StoredAnswer._make(row) for key, row in found.items()}
+
+    def rows(
+        self, *, project: str, endpoint: str, params: Sequence[str], max_age: float, now: float | None = None
+    ) -> dict[str, StoredRow]:
+        """:meth:`get_many`'s answers as SQLite returns them (see :data:`StoredRow`), for a batch's many keys.
 
         When most of the project's answers are wanted (a re-run cell), the walk returns the few others of the project
         along with them: callers look answers up by key, and sorting them out cost more than carrying them.
         """
-        found: dict[str, StoredAnswer] = {}
+        found: dict[str, StoredRow] = {}
         oldest = (time.time() if now is None else now) - max_age
-        unique = list(dict.fromkeys(params))
+        wanted = params if isinstance(params, list) else list(params)
         with self._using() as db:
             if db is None:
                 return found
             self._fold(db)
             self._recover(db)
-            if len(unique) >= _SCAN_FROM:
+            # A batch's keys are distinct already (one per request of its distinct queries): the choice below counts
+            # them as given, and only the lookups in chunks drop repeats.
+            if len(wanted) >= _SCAN_FROM:
                 scope = (project, endpoint)
                 # Every answer's count first: SQLite counts a whole table from its smallest index, several times
                 # faster than the project's own count, which is needed only when other projects' answers are many.
                 (count,) = db.execute("SELECT count(*) FROM answers").fetchone()
-                if len(unique) * 2 < count:
+                if len(wanted) * 2 < count:
                     (count,) = db.execute(
                         "SELECT count(*) FROM answers WHERE project = ? AND endpoint = ?", scope
                     ).fetchone()
-                if len(unique) * 2 >= count:
+                if len(wanted) * 2 >= count:
                     # Most of the project's answers are wanted (a re-run cell): one walk along the primary key
                     # beats thousands of chunked IN lookups into it. At most as many others come along.
                     rows = db.execute(
                         "SELECT params, kind, status, body, fetched_at FROM answers "
                         "WHERE project = ? AND endpoint = ? AND fetched_at >= ?",
                         (*scope, oldest),
-                    )
-                    # The row itself, typed by the tuple's own constructor (what _make calls), and the dict built
-                    # in C: a keyword call per row, then a comprehension's loop, were most of this walk.
-                    listed = rows.fetchall()
-                    typed = map(tuple.__new__, repeat(StoredAnswer), listed)
-                    return dict(zip(map(_params_of, listed), typed, strict=True))
+                    ).fetchall()
+                    # The dict built in C, from the rows as they are.
+                    return dict(zip(map(_params_of, rows), rows, strict=True))
+            unique = list(dict.fromkeys(wanted))
             for start in range(0, len(unique), _LOOKUP_CHUNK):
                 chunk = unique[start : start + _LOOKUP_CHUNK]
                 # Only "?" placeholders are formatted in; every value is bound.
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT params, kind, status, body, fetched_at FROM answers WHERE {_WHERE} IN ({marks})"  # noqa: S608
-                rows = db.execute(sql, (project, endpoint, oldest, *chunk))
-                found.update((row[0], StoredAnswer._make(row)) for row in rows)
+                rows = db.execute(sql, (project, endpoint, oldest, *chunk)).fetchall()
+                found.update(zip(map(_params_of, rows), rows, strict=True))
         return found
 
     def get(self, *, project: str, endpoint: str, params: str, max_age: float) -> StoredAnswer | None:

@@ -103,6 +103,16 @@ def test_cohorts_frame_one_row_per_membership(shell: Any) -> None:
     assert all(_text(frame[column]) for column in frame.columns)
 
 
+def test_cohorts_frame_skips_profiles_without_cohorts() -> None:
+    """A profile that holds no cohort ids (not asked, or none) adds no row; the others keep theirs, in order."""
+    from amp_profile_magic.sections.cohorts import CohortsSection
+
+    profiles = [Profile("a", None), Profile("b", "d", cohort_ids=("c1", "c2")), Profile("c", None, cohort_ids=())]
+    frame = CohortsSection().frame(profiles)
+    assert frame.values.tolist() == [["b", "d", "c1"], ["b", "d", "c2"]]
+    assert CohortsSection().frame([]).columns.tolist() == ["user_id", "device_id", "cohort_id"]
+
+
 def test_comps_frame_turns_numeric_strings_into_numbers(shell: Any) -> None:
     """comps gives the documented computations as numbers: "5000000.0" → 5000000.0 and "3" → 3."""
     frame = shell.run_line_magic("ampprofile", "user=12345 comps")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from amp_profile_magic import InvalidQuery, ProfileQuery
 from amp_profile_magic import _store as store_module
-from amp_profile_magic._client import _request_keys
+from amp_profile_magic._client import _distinct, _request_keys
 from amp_profile_magic._store import ProfileStore, params_key
 
 ids = st.one_of(
@@ -67,6 +67,30 @@ def test_store_keys_from_templates_equal_params_key(pairs: list[tuple[object, ob
         assert len(keys) == len(queries)
         for query, query_keys in zip(queries, keys, strict=True):
             assert query_keys == tuple(params_key(params) for params in query.requests)
+
+
+@settings(max_examples=100, deadline=None)
+@given(column=st.lists(ids, min_size=1, max_size=6), side=st.sampled_from(["user_id", "device_id"]))
+def test_store_keys_of_a_one_column_batch_equal_params_key(column: list[object], side: str) -> None:
+    """A batch of user ids only, or of device ids only (the keys spliced in bulk), gets exactly ``params_key`` of
+    each request's pairs, whatever the ids hold."""
+    pairs = [(value, None) if side == "user_id" else (None, value) for value in column]
+    for lookup in LOOKUPS[:1]:  # one request per query: the bulk path
+        queries = ProfileQuery.each(pairs, requests=_requests(lookup))
+        keys = _request_keys(queries)
+        assert keys == [tuple(params_key(params) for params in query.requests) for query in queries]
+
+
+def test_distinct_queries_with_equal_hashes_are_both_kept() -> None:
+    """Queries are told apart by equality, not by their hashes alone: two different queries that happen to share a
+    hash are both looked up, and a repeated query once, first one kept."""
+    first, second = ProfileQuery(user_id="a", cohorts=True), ProfileQuery(user_id="b", cohorts=True)
+    object.__setattr__(second, "_hash", first._hash)  # a hash collision, forced
+    again = ProfileQuery(user_id="a", cohorts=True)
+    assert _distinct([first, second]) == [first, second]
+    kept = _distinct([first, second, again, second])
+    assert kept == [first, second]
+    assert kept[0] is first
 
 
 @pytest.mark.parametrize("others", [0, 2_000], ids=["one-project", "many-others"])
