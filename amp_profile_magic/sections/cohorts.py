@@ -77,15 +77,19 @@ class CohortsSection(Section):
         import pandas as pd
 
         # Each profile's ids repeated by its number of cohorts, in C: a Python list per profile was most of the
-        # time a 100,000-user frame took.
-        # The attributes read by attrgetter mapped from C, not a comprehension per column.
+        # time a 100,000-user frame took. The attributes are read by attrgetter mapped from C, too.
         listed = list(map(_cohort_ids_of, profiles))
         if None in listed:  # a profile built without the section reads None
             listed = [ids or () for ids in listed]
         counts = list(map(len, listed))
-        users = np.repeat(np.array(list(map(_user_of, profiles)), dtype=object), counts)
-        devices = np.repeat(np.array(list(map(_device_of, profiles)), dtype=object), counts)
         cohorts = list(chain.from_iterable(listed))
+
+        def repeated(values: list[Any]) -> Any:
+            if values.count(None) == len(values):  # a batch of user ids alone has no device ids: no repeat needed
+                return np.full(len(cohorts), None, dtype=object)
+            return np.repeat(np.array(values, dtype=object), counts)
+
+        users, devices = repeated(list(map(_user_of, profiles))), repeated(list(map(_device_of, profiles)))
         return pd.DataFrame({"user_id": users, "device_id": devices, "cohort_id": cohorts})
 
     def controls(self) -> tuple[Control, ...]:
