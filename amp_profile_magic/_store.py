@@ -446,8 +446,8 @@ class ProfileStore:
                 return found
             self._fold(db)
             self._recover(db)
-            # A batch's keys are distinct already (one per request of its distinct queries): the choice below counts
-            # them as given, and only the lookups in chunks drop repeats.
+            # A batch's keys repeat only where two of its queries share a request (props, and props with comps, for
+            # one user): the choice below counts them as given, and only the lookups in chunks drop repeats.
             if len(wanted) >= _SCAN_FROM:
                 scope = (project, endpoint)
                 # Every answer's count first: SQLite counts a whole table from its smallest index, several times
