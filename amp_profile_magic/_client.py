@@ -357,23 +357,25 @@ def _filled_in(template: str, ids: list[str]) -> list[str]:
     The text around the slot is joined to each repr in C: ``str.format`` parses the template again for every id,
     which took twice as long.
     """
-    import secrets
-
-    mark = f"\x00{secrets.token_hex(8)}\x00"  # as in _key_templates: never in the rest of the key
+    mark = _placeholder()
     prefix, _, suffix = template.format(mark, mark).partition(mark)
     return list(map(add, map(add, repeat(prefix), map(repr, ids)), repeat(suffix)))
+
+
+def _placeholder() -> str:
+    """A random stand-in for an id: it never occurs in the rest of a key, so splitting on it finds exactly its slot."""
+    import secrets
+
+    return f"\x00{secrets.token_hex(8)}\x00"
 
 
 def _key_templates(query: ProfileQuery) -> tuple[str, ...] | None:
     """``query``'s keys as format strings (``{0}``: the user id's repr, ``{1}``: the device id's), or None when its
     pairs could sort differently for other ids (a parameter name given twice)."""
-    import secrets
-
     from ._store import params_key
 
-    # A random placeholder never occurs in the rest of the key, so splitting on it finds exactly the id slots.
-    marks = [f"\x00{secrets.token_hex(8)}\x00" if query.user_id is not None else None]
-    marks.append(f"\x00{secrets.token_hex(8)}\x00" if query.device_id is not None else None)
+    marks = [_placeholder() if query.user_id is not None else None]
+    marks.append(_placeholder() if query.device_id is not None else None)
     identity = tuple((name, mark) for name, mark in zip(("user_id", "device_id"), marks, strict=True) if mark)
     templates: list[str] = []
     for params in query.requests:
